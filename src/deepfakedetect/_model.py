@@ -1,0 +1,177 @@
+"""Building classification backbones from torchvision with a deepfake head."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ._errors import ConfigError, ModelLoadError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["build_model", "replace_head", "load_backbone_weights", "list_backbones"]
+
+_MAX_CLASSES = 2  # the head is 1 or 2 outputs; checked before anything is built
+
+
+def list_backbones() -> list[str]:
+    """Names of the torchvision classification models usable as backbones.
+
+    Example:
+        >>> "resnet50" in list_backbones()
+        True
+    """
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _last_linear(model: nn.Module) -> tuple[nn.Module, str, nn.Linear]:
+    last: tuple[nn.Module, str, nn.Linear] | None = None
+    for parent in model.modules():
+        for child_name, child in parent.named_children():
+            if isinstance(child, nn.Linear):
+                last = (parent, child_name, child)
+    if last is None:
+        raise ConfigError(f"{type(model).__name__} has no final nn.Linear layer to replace with a deepfake head")
+    return last
+
+
+def replace_head(model: nn.Module, num_outputs: int) -> nn.Module:
+    """Replace the classifier's last linear layer with a fresh one of ``num_outputs``.
+
+    Works for torchvision ResNets (``fc``), MobileNets/EfficientNets (``classifier[-1]``),
+    ViTs (``heads.head``) and other models whose last ``nn.Linear`` is the classifier.
+    """
+    parent, name, old = _last_linear(model)
+    new = nn.Linear(old.in_features, num_outputs)
+    setattr(parent, name, new)
+    return model
+
+
+def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
+    """Load ImageNet-style backbone weights from a ``.safetensors`` file, strictly.
+
+    Raises:
+        ModelLoadError: if the file is not safetensors or the keys do not match.
+    """
+    from ._hub import load_safetensors
+
+    path = Path(path)
+    if path.suffix != ".safetensors":
+        raise ModelLoadError(
+            f"{path}: backbone weights are loaded from .safetensors files only (pickle files "
+            "can run code); convert with safetensors.torch.save_file(torch.load(f, weights_only=True), ...)"
+        )
+    if not path.is_file():
+        raise ModelLoadError(f"{path}: backbone weights file not found")
+    state = load_safetensors(path)
+    _load_strict(model, state, source=str(path))
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
+    bad_shapes = sorted(
+        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
+        for k in set(own) & set(state)
+        if tuple(own[k].shape) != tuple(state[k].shape)
+    )
+    if missing or unexpected or bad_shapes:
+        parts = []
+        if missing:
+            parts.append(f"missing keys ({len(missing)}): {', '.join(missing[:10])}")
+        if unexpected:
+            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:10])}")
+        if bad_shapes:
+            parts.append(f"shape mismatches ({len(bad_shapes)}): {'; '.join(bad_shapes[:5])}")
+        raise ModelLoadError(f"{source}: weights do not match the model: " + "; ".join(parts))
+    model.load_state_dict(state, strict=True)
+
+
+def build_model(
+    backbone: str,
+    *,
+    num_outputs: int = 2,
+    weights: str | Path | None = None,
+    backbone_kwargs: dict[str, Any] | None = None,
+) -> nn.Module:
+    """Build a torchvision backbone with a fresh ``num_outputs`` head.
+
+    Args:
+        backbone: A torchvision classification model name (``"resnet50"``).
+        num_outputs: 1 (one logit) or 2 (two classes).
+        weights: ``None`` (random init, no download), ``"imagenet"`` (torchvision's
+            default weights for the model, downloaded by torchvision), a torchvision
+            weights name (``"IMAGENET1K_V2"`` or ``"ResNet50_Weights.IMAGENET1K_V2"``),
+            or a path to a ``.safetensors`` file of the backbone's own weights.
+        backbone_kwargs: Extra keyword arguments for the torchvision constructor.
+
+    Raises:
+        ConfigError: unknown backbone or weights name.
+        ModelLoadError: weights that cannot be loaded.
+
+    Example:
+        >>> m = build_model("resnet18", num_outputs=2)
+        >>> m.fc.out_features
+        2
+    """
+    import torchvision
+
+    if num_outputs not in (1, _MAX_CLASSES):
+        raise ConfigError(f"num_outputs must be 1 or 2, got {num_outputs!r}")
+    known = list_backbones()
+    if backbone not in known:
+        close = [n for n in known if backbone.lower()[:4] in n][:8]
+        raise ConfigError(
+            f"unknown backbone {backbone!r}; torchvision classification models include "
+            f"{', '.join(close or known[:12])} (see deepfakedetect.list_backbones())"
+        )
+    kwargs = dict(backbone_kwargs or {})
+    tv_weights = None
+    weights_path: Path | None = None
+    if weights is not None:
+        as_path = Path(str(weights))
+        if isinstance(weights, Path) or as_path.suffix in (".safetensors", ".pt", ".pth", ".bin") or as_path.exists():
+            weights_path = as_path
+        else:
+            tv_weights = _torchvision_weights(backbone, str(weights))
+    try:
+        model = torchvision.models.get_model(backbone, weights=tv_weights, **kwargs)
+    except TypeError as e:
+        raise ConfigError(f"bad backbone_kwargs for {backbone}: {e}") from e
+    except Exception as e:
+        if tv_weights is not None:
+            raise ModelLoadError(
+                f"could not load torchvision weights {tv_weights} for {backbone} ({e}); "
+                "they are downloaded from download.pytorch.org on first use: check the "
+                "connection, or pass weights=None or a local .safetensors file"
+            ) from e
+        raise
+    if weights_path is not None:
+        load_backbone_weights(model, weights_path)
+    return replace_head(model, num_outputs)
+
+
+def _torchvision_weights(backbone: str, name: str) -> Any:
+    import torchvision
+
+    try:
+        enum = torchvision.models.get_model_weights(backbone)
+    except (ValueError, KeyError) as e:
+        raise ConfigError(f"torchvision has no pretrained weights for {backbone}") from e
+    if name.lower() == "imagenet":
+        return enum.DEFAULT
+    short = name.split(".")[-1]
+    try:
+        return enum[short]
+    except KeyError:
+        raise ConfigError(
+            f"unknown weights {name!r} for {backbone}; choose 'imagenet', None, a .safetensors "
+            f"path, or one of {', '.join(w.name for w in enum)}"
+        ) from None

@@ -1,0 +1,49 @@
+"""Shared test fixtures.
+
+Real data lives outside the repository, in the folder named by ``DEEPFAKEDETECT_SHARED``
+(default: ``../shared`` beside the checkout). Tests that need it use the ``shared_dir``
+fixture, which skips with a clear reason when the folder is absent.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import socket
+import tempfile
+
+import pytest
+
+# huggingface_hub reads its endpoint and cache folder when it is imported, so they are
+# set here, before any test module imports it. The endpoint is a loopback port that the
+# ``hub_server`` fixture serves; nothing reaches the internet.
+_sock = socket.socket()
+_sock.bind(("127.0.0.1", 0))
+HUB_PORT = _sock.getsockname()[1]
+_sock.close()
+os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="dfd-hf-cache-")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+os.environ["DEEPFAKEDETECT_PROGRESS"] = "0"
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("DEEPFAKEDETECT_SHARED", REPO.parent / "shared")).resolve()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """The shared data folder; skips the test when it is absent."""
+    if not (SHARED / "data").is_dir():
+        pytest.skip(f"shared data not found at {SHARED} (set DEEPFAKEDETECT_SHARED to its path)")
+    return SHARED
+
+
+@pytest.fixture(scope="session")
+def retinaface_weights(shared_dir: Path) -> Path:
+    """Path of the RetinaFace weights in the shared folder."""
+    path = shared_dir / "weights" / "retinaface_mobilenet0.25.safetensors"
+    if not path.is_file():
+        pytest.skip(f"RetinaFace weights not found at {path}")
+    return path
