@@ -20,6 +20,7 @@ from ._config import FaceConfig, ModelConfig, PreprocessConfig
 from ._errors import ConfigError, InputError, ModelLoadError, NoFacesError
 from ._images import describe_input, is_image_input, load_image
 from ._model import _load_strict, build_model
+from ._perf import resolve_precision
 from ._results import FaceResult, FrameResult, ImageResult, VideoResult
 from ._version import __version__
 
@@ -79,6 +80,9 @@ class Detector:
         face_detector: A face detector to use instead of the one the config names.
         source: Where the model came from (for provenance in results).
         revision: The Hub commit it came from, if any.
+        precision: ``"auto"`` (bf16 autocast where the hardware multiplies bf16 natively,
+            fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``. See docs/performance.md
+            for the speed and the score differences that ``"auto"`` was chosen on.
 
     Example:
         >>> det = Detector.from_backbone("resnet18", weights=None)
@@ -97,9 +101,12 @@ class Detector:
         face_detector: FaceDetector | None = None,
         source: str | None = None,
         revision: str | None = None,
+        precision: str = "auto",
     ) -> None:
         self.config = config
         self.device = torch.device(device) if device is not None else _default_device()
+        self.precision = precision
+        self._autocast_dtype = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
@@ -121,6 +128,7 @@ class Detector:
         resize_size: int | None = None,
         faces: bool | FaceConfig | None = None,
         device: str | torch.device | None = None,
+        precision: str = "auto",
         backbone_kwargs: dict[str, Any] | None = None,
     ) -> Detector:
         """A new detector on a torchvision backbone, with an untrained head.
@@ -135,6 +143,7 @@ class Detector:
             faces: Face stage: off by default; ``True`` for the default face settings,
                 or a :class:`FaceConfig`.
             device: Where to run.
+            precision: Inference precision (see :class:`Detector`).
             backbone_kwargs: Extra arguments for the torchvision constructor.
 
         Raises:
@@ -161,7 +170,7 @@ class Detector:
             training={"init_weights": None if weights is None else str(weights)},
         )
         model = build_model(name, num_outputs=num_outputs, weights=weights, backbone_kwargs=backbone_kwargs)
-        return cls(model, config, device=device, source=f"new:{name}")
+        return cls(model, config, device=device, precision=precision, source=f"new:{name}")
 
     @classmethod
     def from_pretrained(
@@ -174,6 +183,7 @@ class Detector:
         token: str | bool | None = None,
         force_download: bool = False,
         device: str | torch.device | None = None,
+        precision: str = "auto",
         face_detector: FaceDetector | None = None,
     ) -> Detector:
         """Load a detector from a model folder, a Hugging Face Hub repo, or the default model.
@@ -188,6 +198,7 @@ class Detector:
             token: Hugging Face token for private repos.
             force_download: Download again even if cached.
             device: Where to run.
+            precision: Inference precision (see :class:`Detector`).
             face_detector: Use this face detector instead of the one the config names.
 
         Raises:
@@ -221,7 +232,15 @@ class Detector:
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         _load_strict(model, state, source=str(files.weights))
         source = "default" if Path(str(repo_id_or_dir)) == DEFAULT_MODEL_DIR else files.source
-        return cls(model, config, device=device, face_detector=face_detector, source=source, revision=files.revision)
+        return cls(
+            model,
+            config,
+            device=device,
+            precision=precision,
+            face_detector=face_detector,
+            source=source,
+            revision=files.revision,
+        )
 
     def save_pretrained(self, save_directory: str | Path, *, dtype: torch.dtype = torch.float32) -> Path:
         """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card.
@@ -292,6 +311,7 @@ class Detector:
         """Move the model (and later face detection) to ``device``; returns ``self``."""
         self.device = torch.device(device)
         self.model.to(self.device)
+        self._autocast_dtype = resolve_precision(self.precision, self.device)
         if not self._user_face_detector:
             self._face_detector = None  # rebuilt on the new device when next needed
         return self
@@ -358,8 +378,11 @@ class Detector:
             x = x.to(self.device, non_blocking=True)
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode():
-                probs = self.fake_probability(self.model(x))
+            with torch.inference_mode(), torch.autocast(
+                self.device.type, dtype=self._autocast_dtype or torch.float32, enabled=self._autocast_dtype is not None
+            ):
+                logits = self.model(x)
+            probs = self.fake_probability(logits)
             out[start : start + len(x)] = probs.cpu().double().numpy()
         return out
 
