@@ -47,3 +47,27 @@ def retinaface_weights(shared_dir: Path) -> Path:
     if not path.is_file():
         pytest.skip(f"RetinaFace weights not found at {path}")
     return path
+
+
+# -- the loopback Hub -------------------------------------------------------------------
+# One server for the whole session, on the port HF_ENDPOINT names; every test that uses it
+# starts from no repos, no switches and an empty request log.
+
+
+from collections.abc import Iterator  # noqa: E402
+
+from hub_server import HubServer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def hub_server() -> Iterator[HubServer]:
+    """The loopback Hub (``tests/hub_server.py``) serving ``HF_ENDPOINT``; reset for each test."""
+    server = HubServer(HUB_PORT).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_hub_server(request: pytest.FixtureRequest) -> None:
+    if "hub_server" in request.fixturenames:
+        request.getfixturevalue("hub_server").reset()

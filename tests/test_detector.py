@@ -134,3 +134,24 @@ def test_mobilenet_head_is_replaced():
     det = Detector.from_backbone("mobilenet_v2", input_size=32)
     assert det.model.classifier[-1].out_features == 2
     assert 0 <= det.detect_image(IMAGES[0]).fake_score <= 1
+
+
+def test_hub_folder_and_offline_cache_give_identical_scores(detector, hub_server, tmp_path):
+    folder = detector.save_pretrained(tmp_path / "model")
+    sha = hub_server.add_repo("org/tiny-detector", folder)
+    cache = tmp_path / "cache"
+    from_folder = Detector.from_pretrained(folder, device="cpu")
+    from_hub = Detector.from_pretrained("org/tiny-detector", cache_dir=cache, device="cpu")
+    pinned = Detector.from_pretrained("org/tiny-detector", revision=sha, cache_dir=cache, device="cpu")
+    offline = Detector.from_pretrained("org/tiny-detector", cache_dir=cache, local_files_only=True, device="cpu")
+    scores = [[r.fake_score for r in d.detect_image(IMAGES)] for d in (from_folder, from_hub, pinned, offline)]
+    assert scores[0] == scores[1] == scores[2] == scores[3]
+    assert from_hub.revision == sha and from_hub.source == "org/tiny-detector"
+    assert from_hub.detect_image(IMAGES[0]).to_dict()["model"]["revision"] == sha
+
+
+def test_push_to_hub_round_trip(detector, hub_server, tmp_path):
+    commit = detector.push_to_hub("me/pushed", token=hub_server.token)
+    assert commit
+    pulled = Detector.from_pretrained("me/pushed", cache_dir=tmp_path, device="cpu")
+    assert [r.fake_score for r in pulled.detect_image(IMAGES)] == [r.fake_score for r in detector.detect_image(IMAGES)]

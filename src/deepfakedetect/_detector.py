@@ -265,6 +265,8 @@ class Detector:
         """
         from safetensors.torch import save_file
 
+        from ._hub import CONFIG_NAME, README_NAME, WEIGHTS_NAME
+
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         state = {
@@ -272,9 +274,9 @@ class Detector:
             for k, v in self.model.state_dict().items()
         }
         config = self.config.replace(library_version=__version__)
-        _atomic_write(out / "model.safetensors", lambda p: save_file(state, str(p), metadata={"format": "pt"}))
-        _atomic_write(out / "config.json", config.save)
-        _atomic_write(out / "README.md", lambda p: p.write_text(render_model_card(config), encoding="utf-8"))
+        _atomic_write(out / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        _atomic_write(out / CONFIG_NAME, config.save)
+        _atomic_write(out / README_NAME, lambda p: p.write_text(render_model_card(config), encoding="utf-8"))
         return out
 
     def push_to_hub(
