@@ -155,3 +155,41 @@ def test_push_to_hub_round_trip(detector, hub_server, tmp_path):
     assert commit
     pulled = Detector.from_pretrained("me/pushed", cache_dir=tmp_path, device="cpu")
     assert [r.fake_score for r in pulled.detect_image(IMAGES)] == [r.fake_score for r in detector.detect_image(IMAGES)]
+
+
+def _two_faces_left_half(images):
+    """A stand-in face detector: two faces in the left half, none in all-black images."""
+    from deepfakedetect._faces import Face
+
+    out = []
+    for im in images:
+        if im.max() == 0:
+            out.append([])
+            continue
+        out.append([Face((2.0, 2.0, 18.0, 18.0), ((6, 8), (14, 8), (10, 11), (7, 15), (13, 15)), 0.99),
+                    Face((2.0, 22.0, 10.0, 30.0), ((4, 24), (8, 24), (6, 26), (4, 28), (8, 28)), 0.95)])
+    return out
+
+
+def test_face_stage_scores_each_face_and_reduces_by_max():
+    from deepfakedetect import FaceConfig, NoFacesError
+
+    det = Detector.from_backbone("resnet18", input_size=32, faces=FaceConfig(enabled=True, min_confidence=0.9))
+    det._face_detector = _two_faces_left_half
+    r = det.detect_image(IMAGES[0])
+    assert r.face_stage and len(r.faces) == 2
+    assert r.fake_score == max(f.fake_score for f in r.faces)
+    crops = [c for _, c in det.extract_faces([IMAGES[0]])[0]]
+    assert [f.fake_score for f in r.faces] == pytest.approx(list(det.score_arrays(crops)), abs=1e-6)
+    d = r.to_dict()
+    assert len(d["faces"]) == 2 and d["faces"][0]["box"] == [2.0, 2.0, 18.0, 18.0]
+
+    blank = np.zeros((40, 40, 3), np.uint8)
+    none = det.detect_image(blank)
+    assert none.status == "no_face" and none.fake_score is None and none.label is None and none.is_fake is None
+    with pytest.raises(NoFacesError):
+        det.detect_image(blank, strict_faces=True)
+
+
+def test_face_stage_off_by_default_for_new_detectors():
+    assert Detector.from_backbone("resnet18").config.faces.enabled is False

@@ -20,6 +20,16 @@ from ._errors import (
     UnknownPluginError,
     VideoDecodeError,
 )
+from ._faces import (
+    Face,
+    FaceDetector,
+    FaceStage,
+    RetinaFaceDetector,
+    crop_face,
+    get_face_detector,
+    register_face_detector,
+    select_faces,
+)
 from ._images import load_image
 from ._model import list_backbones
 from ._results import FaceResult, FrameResult, ImageResult, VideoResult
@@ -31,8 +41,11 @@ __all__ = [
     "DatasetError",
     "DeepfakeDetectError",
     "Detector",
+    "Face",
     "FaceConfig",
+    "FaceDetector",
     "FaceResult",
+    "FaceStage",
     "FrameResult",
     "ImageDecodeError",
     "ImageResult",
@@ -41,11 +54,16 @@ __all__ = [
     "ModelLoadError",
     "NoFacesError",
     "PreprocessConfig",
+    "RetinaFaceDetector",
     "UnknownPluginError",
     "VideoConfig",
     "VideoDecodeError",
     "VideoResult",
     "__version__",
+    "crop_face",
+    "get_face_detector",
     "list_backbones",
     "load_image",
+    "register_face_detector",
+    "select_faces",
 ]

@@ -25,7 +25,7 @@ from ._results import FaceResult, FrameResult, ImageResult, VideoResult
 from ._version import __version__
 
 if TYPE_CHECKING:
-    from ._faces import Face, FaceDetector
+    from ._faces import Face, FaceDetector, FaceStage
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class Detector:
         self.source = source
         self.revision = revision
         self._face_detector = face_detector
-        self._user_face_detector = face_detector is not None
+        self._face_stage: FaceStage | None = None
         self._face_lock = threading.Lock()
 
     # ------------------------------------------------------------------ building
@@ -314,8 +314,7 @@ class Detector:
         self.device = torch.device(device)
         self.model.to(self.device)
         self._autocast_dtype = resolve_precision(self.precision, self.device)
-        if not self._user_face_detector:
-            self._face_detector = None  # rebuilt on the new device when next needed
+        self._face_stage = None  # rebuilt on the new device when next needed
         return self
 
     # ------------------------------------------------------------------ properties
@@ -388,15 +387,15 @@ class Detector:
             out[start : start + len(x)] = probs.cpu().double().numpy()
         return out
 
-    def _get_face_detector(self) -> FaceDetector:
+    def _get_face_stage(self) -> FaceStage:
+        # Built once (the face detector loads its weights on first use) and shared by
+        # threads; the lock keeps two threads from building it twice.
         with self._face_lock:
-            if self._face_detector is None:
-                from ._faces import get_face_detector
+            if self._face_stage is None or self._face_stage.config != self.config.faces:
+                from ._faces import FaceStage
 
-                name = self.config.faces.detector
-                kwargs: dict[str, Any] = {"device": self.device} if name == "retinaface" else {}
-                self._face_detector = get_face_detector(name, **kwargs)
-            return self._face_detector
+                self._face_stage = FaceStage(self.config.faces, detector=self._face_detector, device=self.device)
+            return self._face_stage
 
     def extract_faces(self, images: Sequence[np.ndarray]) -> list[list[tuple[Face, np.ndarray]]]:
         """Find, select and crop faces exactly as scoring does, by the config's face settings.
@@ -415,9 +414,7 @@ class Detector:
             >>> det.extract_faces([np.zeros((64, 64, 3), np.uint8)])  # doctest: +SKIP
             [[]]
         """
-        from ._faces import FaceStage
-
-        return FaceStage(self.config.faces, detector=self._get_face_detector())(images)
+        return self._get_face_stage()(images)
 
     def _score_frames(
         self, frames: Sequence[np.ndarray], *, batch_size: int
