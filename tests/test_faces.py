@@ -2,22 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
+import os
 import sys
 from importlib import metadata
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from safetensors.torch import save as safetensors_bytes
 
-from deepfakedetect import ConfigError, FaceConfig, InputError, ModelLoadError, UnknownPluginError
-from deepfakedetect import _faces
+from deepfakedetect import (
+    ConfigError,
+    FaceConfig,
+    InputError,
+    ModelLoadError,
+    UnknownPluginError,
+    _faces,
+)
 from deepfakedetect._faces import (
     DEFAULT_FILENAME,
     DEFAULT_REPO_ID,
+    DEFAULT_REVISION,
     FACE_DETECTORS,
     WEIGHTS_ENV,
     Face,
@@ -35,7 +46,6 @@ from deepfakedetect._retinaface import (
     decode_boxes,
     decode_landmarks,
     detect_faces,
-    fuse_batchnorm,
     load_retinaface,
     make_priors,
 )
@@ -402,28 +412,73 @@ def test_detector_parameters_are_validated(kwargs: dict) -> None:
 # --------------------------------------------------------------------------- weights resolution
 
 
-def test_weights_resolution_order(random_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub
-
-    hub_file = tmp_path / "from_hub.safetensors"
-    hub_file.write_bytes(random_weights.read_bytes())
-    env_file = tmp_path / "from_env.safetensors"
-    env_file.write_bytes(random_weights.read_bytes())
-    calls = []
-
-    def fake_download(*, repo_id: str, filename: str, **kw: object) -> str:
-        calls.append((repo_id, filename))
-        return str(hub_file)
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+@pytest.fixture
+def no_shipped_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No environment variable and no copy in the package: resolution reaches the Hub."""
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
-    assert resolve_retinaface_weights() == hub_file
-    assert calls == [(DEFAULT_REPO_ID, DEFAULT_FILENAME)]
+    monkeypatch.setattr(_faces, "_PACKAGED_WEIGHTS", tmp_path / "not-shipped" / DEFAULT_FILENAME)
+    monkeypatch.setattr(_faces, "_NETWORKS", {})
+
+
+def _expect(monkeypatch: pytest.MonkeyPatch, data: bytes) -> None:
+    """Make ``data`` the weights this version of the library expects."""
+    monkeypatch.setattr(_faces, "RETINAFACE_SHA256", hashlib.sha256(data).hexdigest())
+
+
+def test_shipped_weights_are_the_expected_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    shipped = _faces._PACKAGED_WEIGHTS
+    assert shipped.is_file(), f"{shipped} is missing from the package"
+    assert hashlib.sha256(shipped.read_bytes()).hexdigest() == _faces.RETINAFACE_SHA256
+    readme = (shipped.parent / "README.md").read_text()
+    assert _faces.RETINAFACE_SHA256 in readme and "mobilenet0.25_Final.pth" in readme
+    assert "MIT License" in (shipped.parent / "LICENSE-retinaface.txt").read_text()
+    monkeypatch.delenv(WEIGHTS_ENV, raising=False)
+    assert resolve_retinaface_weights() == shipped
+    load_retinaface(shipped)  # every name and shape matches the network (strict)
+
+
+@pytest.mark.shared
+def test_shipped_weights_equal_the_shared_copy(retinaface_weights: Path) -> None:
+    assert _faces._PACKAGED_WEIGHTS.read_bytes() == retinaface_weights.read_bytes()
+
+
+def test_weights_resolution_order(
+    random_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_server
+) -> None:
+    data = random_weights.read_bytes()
+    _expect(monkeypatch, data)
+    shipped = tmp_path / "package" / DEFAULT_FILENAME
+    shipped.parent.mkdir()
+    shipped.write_bytes(data)
+    monkeypatch.setattr(_faces, "_PACKAGED_WEIGHTS", shipped)
+    monkeypatch.setattr(_faces, "_NETWORKS", {})
+    env_file = tmp_path / "from_env.safetensors"
+    env_file.write_bytes(data)
+    hub_server.add_repo(DEFAULT_REPO_ID, {DEFAULT_FILENAME: data})
+    cache = tmp_path / "cache"
 
     monkeypatch.setenv(WEIGHTS_ENV, str(env_file))
-    assert resolve_retinaface_weights() == env_file
-    assert resolve_retinaface_weights(random_weights) == random_weights
-    assert len(calls) == 1  # neither consulted the Hub
+    assert resolve_retinaface_weights(random_weights, cache_dir=cache) == random_weights
+    assert resolve_retinaface_weights(cache_dir=cache) == env_file
+    monkeypatch.delenv(WEIGHTS_ENV)
+    assert resolve_retinaface_weights(cache_dir=cache) == shipped
+    assert hub_server.requests == []  # none of these consulted the Hub
+    # Naming a revision asks for the Hub's file at that revision, not the shipped one.
+    sha = hub_server.repos[DEFAULT_REPO_ID].branches["main"]
+    at_sha = resolve_retinaface_weights(cache_dir=cache, revision=sha)
+    assert at_sha.read_bytes() == data and sha in at_sha.parts and cache.resolve() in at_sha.parents
+
+    monkeypatch.setattr(_faces, "_PACKAGED_WEIGHTS", tmp_path / "not-shipped" / DEFAULT_FILENAME)
+    from_hub = resolve_retinaface_weights(cache_dir=cache)
+    assert from_hub.read_bytes() == data and cache.resolve() in from_hub.parents
+    assert any(f"/resolve/{DEFAULT_REVISION}/{DEFAULT_FILENAME}" in r.path for r in hub_server.requests)
+
+    # A detector without weights goes through the same resolution, with its own options.
+    hub_server.clear_log()
+    det = RetinaFaceDetector(device="cpu", cache_dir=cache, local_files_only=True)
+    assert len(det([np.zeros((32, 32, 3), np.uint8)])) == 1
+    assert det.load() is _faces._shared_network(from_hub, torch.device("cpu"))
+    assert hub_server.requests == []
 
     monkeypatch.setenv(WEIGHTS_ENV, str(tmp_path / "nope.safetensors"))
     with pytest.raises(ModelLoadError, match=WEIGHTS_ENV):
@@ -431,25 +486,89 @@ def test_weights_resolution_order(random_weights: Path, tmp_path: Path, monkeypa
     with pytest.raises(ModelLoadError, match="weights=None"):
         resolve_retinaface_weights(tmp_path / "nope.safetensors")
 
-    # A detector without weights goes through the same resolution.
-    monkeypatch.delenv(WEIGHTS_ENV)
-    det = RetinaFaceDetector(device="cpu")
-    assert det([np.zeros((32, 32, 3), np.uint8)]) is not None
-    assert len(calls) == 2
 
-
-def test_hub_failure_says_what_to_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    import huggingface_hub
-
-    def offline(**kw: object) -> str:
-        raise OSError("no network")
-
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
+def test_altered_shipped_weights_are_refused(
+    random_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_server
+) -> None:
+    data = random_weights.read_bytes()
+    shipped = tmp_path / DEFAULT_FILENAME
+    shipped.write_bytes(data)
+    monkeypatch.setattr(_faces, "_PACKAGED_WEIGHTS", shipped)
+    monkeypatch.setattr(_faces, "_NETWORKS", {})
     monkeypatch.delenv(WEIGHTS_ENV, raising=False)
-    with pytest.raises(ModelLoadError) as info:
+    with pytest.raises(ModelLoadError, match="integrity") as info:
         resolve_retinaface_weights()
-    assert WEIGHTS_ENV in str(info.value) and "weights=" in str(info.value)
-    assert isinstance(info.value.__cause__, OSError)
+    message = str(info.value)
+    assert str(shipped) in message and _faces.RETINAFACE_SHA256 in message and "reinstall" in message
+    with pytest.raises(ModelLoadError, match="integrity"):
+        RetinaFaceDetector(device="cpu")([np.zeros((32, 32, 3), np.uint8)])
+    assert _faces._NETWORKS == {} and hub_server.requests == []  # nothing loaded, no quiet fallback to the Hub
+
+    # A matching file is hashed once per process...
+    _expect(monkeypatch, data)
+    assert resolve_retinaface_weights() == shipped
+
+    def no_hashing(*args: object) -> None:
+        raise AssertionError("the verified file was hashed again")
+
+    monkeypatch.setattr(_faces, "hashlib", SimpleNamespace(sha256=no_hashing))
+    assert resolve_retinaface_weights() == shipped
+    monkeypatch.setattr(_faces, "hashlib", hashlib)
+    # ...until it changes on disk.
+    altered = bytearray(data)
+    altered[-1] ^= 0xFF
+    shipped.write_bytes(bytes(altered))
+    stat = shipped.stat()
+    os.utime(shipped, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
+    with pytest.raises(ModelLoadError, match="integrity"):
+        resolve_retinaface_weights()
+
+
+def test_hub_weights_honour_cache_offline_token_and_revision(
+    random_weights: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hub_server, no_shipped_weights: None
+) -> None:
+    data = random_weights.read_bytes()
+    _expect(monkeypatch, data)
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    cache = tmp_path / "cache"
+    with pytest.raises(ModelLoadError, match="local_files_only") as info:
+        resolve_retinaface_weights(cache_dir=cache, local_files_only=True)
+    assert WEIGHTS_ENV in str(info.value) and hub_server.requests == []
+
+    hub_server.add_repo(DEFAULT_REPO_ID, {DEFAULT_FILENAME: data}, private=True)
+    with pytest.raises(ModelLoadError, match="HF_TOKEN"):
+        resolve_retinaface_weights(cache_dir=cache, token=False)
+    path = resolve_retinaface_weights(cache_dir=cache, token=hub_server.token)
+    assert path.read_bytes() == data and cache.resolve() in path.parents
+
+    hub_server.clear_log()
+    assert resolve_retinaface_weights(cache_dir=cache, local_files_only=True) == path
+    assert hub_server.requests == []
+
+    # Other weights on the default revision are refused; naming a revision accepts them.
+    other = safetensors_bytes({"w": torch.ones(3)})
+    sha = hub_server.commit(DEFAULT_REPO_ID, {DEFAULT_FILENAME: other})
+    with pytest.raises(ModelLoadError, match="integrity") as info:
+        resolve_retinaface_weights(cache_dir=cache, token=hub_server.token)
+    assert "revision=" in str(info.value)
+    pinned = resolve_retinaface_weights(cache_dir=cache, token=hub_server.token, revision=sha)
+    assert pinned.read_bytes() == other and sha in pinned.parts
+
+
+def test_hub_failure_says_what_to_do(tmp_path: Path, hub_server, no_shipped_weights: None) -> None:
+    from huggingface_hub.errors import RepositoryNotFoundError
+
+    with pytest.raises(ModelLoadError) as info:
+        resolve_retinaface_weights(cache_dir=tmp_path)
+    message = str(info.value)
+    assert DEFAULT_REPO_ID in message and WEIGHTS_ENV in message and "weights=" in message
+    assert isinstance(info.value.__cause__, ModelLoadError)
+    assert isinstance(info.value.__cause__.__cause__, RepositoryNotFoundError)
+
+    hub_server.add_repo(DEFAULT_REPO_ID, {"README.md": b"no weights here"})
+    with pytest.raises(ModelLoadError, match="the revision and the file name") as info:
+        resolve_retinaface_weights(cache_dir=tmp_path)
+    assert DEFAULT_FILENAME in str(info.value)
 
 
 # --------------------------------------------------------------------------- Face, selection, crops
@@ -602,6 +721,41 @@ def test_registered_detector_by_name_gets_config_settings() -> None:
             register_face_detector("test_recording")(lambda images: [])
     finally:
         FACE_DETECTORS._entries.pop("test_recording", None)
+
+
+def test_face_stage_passes_detector_options(tmp_path: Path) -> None:
+    options = {"cache_dir": tmp_path, "local_files_only": True, "token": "hf_secret", "revision": None}
+    stage = FaceStage(FaceConfig(), detector_options=options)
+    det = stage.detector
+    assert isinstance(det, RetinaFaceDetector)
+    assert (det.cache_dir, det.local_files_only, det.token, det.revision) == (tmp_path, True, "hf_secret", None)
+    assert "hf_secret" not in repr(det) and "hf_secret" not in repr(stage)  # a secret stays out of logs
+    spec = FaceStage(FaceConfig(detector="retinaface:local_files_only=False"), detector_options=options).detector
+    assert spec.local_files_only is False and spec.cache_dir == tmp_path  # an explicit spec wins
+
+    received: dict = {}
+
+    @register_face_detector("test_cache_only", override=True)
+    def cache_only(images, *, cache_dir=None, device=None):
+        received.update(cache_dir=cache_dir, device=device)
+        return [[] for _ in images]
+
+    try:
+        # Given only what its factory takes: no token, no local_files_only.
+        assert FaceStage(FaceConfig(detector="test_cache_only"), detector_options=options)([_gradient()]) == [[]]
+        assert received == {"cache_dir": tmp_path, "device": None}
+    finally:
+        FACE_DETECTORS._entries.pop("test_cache_only", None)
+
+    def plain(images):
+        return [[] for _ in images]
+
+    assert FaceStage(FaceConfig(), plain, detector_options=options).detector is plain
+    for bad in (["cache_dir"], {1: "x"}, "cache_dir=x"):
+        with pytest.raises(ConfigError, match="detector_options"):
+            FaceStage(FaceConfig(), detector_options=bad)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="local_files_only"):
+        RetinaFaceDetector(local_files_only="yes")  # type: ignore[arg-type]
 
 
 def test_entry_point_detector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

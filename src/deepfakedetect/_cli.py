@@ -13,14 +13,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ._data import VIDEO_EXTENSIONS
 from ._errors import DeepfakeDetectError
 from ._version import __version__
 
-__all__ = ["main"]
-
-VIDEO_EXTENSIONS = frozenset(
-    {".mp4", ".mov", ".avi", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts"}
-)
+__all__ = ["VIDEO_EXTENSIONS", "is_video_path", "main"]
 
 
 def is_video_path(path: str | Path) -> bool:
@@ -68,6 +65,10 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--allow-urls", action="store_true", help="allow URLs and ffmpeg protocols as video inputs")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.set_defaults(func=_cmd_detect)
+
+    from ._cli_train import add_subcommands
+
+    add_subcommands(sub)
     return parser
 
 

@@ -199,6 +199,12 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _check(isinstance(self.backbone, str) and self.backbone, f"backbone must be a name, got {self.backbone!r}")
         _check(isinstance(self.backbone_kwargs, dict), "backbone_kwargs must be a mapping")
+        reserved = sorted(set(self.backbone_kwargs) & {"num_classes", "weights", "progress"})
+        _check(
+            not reserved,
+            f"backbone_kwargs may not set {reserved}: the head is always replaced and the weights "
+            "come from model.safetensors",
+        )
         object.__setattr__(self, "labels", tuple(self.labels))
         _check(
             len(self.labels) == 2 and len(set(self.labels)) == 2 and all(isinstance(x, str) for x in self.labels),
@@ -208,7 +214,10 @@ class ModelConfig:
             self.fake_label in self.labels,
             f"fake_label {self.fake_label!r} is not one of the labels {list(self.labels)!r}",
         )
-        _check(self.num_outputs in (1, 2), f"num_outputs must be 1 or 2, got {self.num_outputs!r}")
+        _check(
+            type(self.num_outputs) is int and self.num_outputs in (1, 2),
+            f"num_outputs must be the integer 1 or 2, got {self.num_outputs!r}",
+        )
         _check(
             isinstance(self.format_version, int) and self.format_version >= 1,
             f"format_version must be a positive integer, got {self.format_version!r}",

@@ -19,7 +19,7 @@ from torch import nn
 from ._config import FaceConfig, ModelConfig, PreprocessConfig
 from ._errors import ConfigError, InputError, ModelLoadError, NoFacesError
 from ._images import describe_input, is_image_input, load_image
-from ._model import _load_strict, build_model
+from ._model import _load_strict, _signature, build_model, check_signatures
 from ._perf import resolve_precision
 from ._results import FaceResult, FrameResult, ImageResult, VideoResult
 from ._version import __version__
@@ -57,12 +57,16 @@ def resize_and_crop(image: np.ndarray, pre: PreprocessConfig) -> np.ndarray:
         (224, 224, 3)
     """
     h, w = image.shape[:2]
+    s = pre.input_size
     scale = pre.resize_size / min(h, w)
-    nw, nh = max(pre.input_size, round(w * scale)), max(pre.input_size, round(h * scale))
-    if (nw, nh) != (w, h):
-        image = np.asarray(Image.fromarray(image).resize((nw, nh), _RESAMPLE[pre.interpolation]))
-    top, left = (nh - pre.input_size) // 2, (nw - pre.input_size) // 2
-    return image[top : top + pre.input_size, left : left + pre.input_size]
+    nw, nh = max(s, round(w * scale)), max(s, round(h * scale))
+    top, left = (nh - s) // 2, (nw - s) // 2
+    if (nw, nh) == (w, h):
+        return image[top : top + s, left : left + s]
+    # Resample only the centre box: the same pixels as resizing the whole image and
+    # cropping, without ever holding the resized whole (a 1 x 100000 strip would need GBs).
+    box = (left * w / nw, top * h / nh, (left + s) * w / nw, (top + s) * h / nh)
+    return np.asarray(Image.fromarray(image).resize((s, s), _RESAMPLE[pre.interpolation], box=box))
 
 
 class Detector:
@@ -113,6 +117,8 @@ class Detector:
         self.source = source
         self.revision = revision
         self._face_detector = face_detector
+        # How the face detector's own weights may be fetched (from_pretrained's options).
+        self._hub_options: dict[str, Any] = {}
         self._face_stage: FaceStage | None = None
         self._face_lock = threading.Lock()
 
@@ -226,13 +232,23 @@ class Detector:
             force_download=force_download,
         )
         config = ModelConfig.load(files.config)
+        build = {"num_outputs": config.num_outputs, "backbone_kwargs": config.backbone_kwargs}
         state = load_safetensors(files.weights)
-        model = build_model(config.backbone, num_outputs=config.num_outputs, backbone_kwargs=config.backbone_kwargs)
+        # Compare names and shapes on a skeleton without memory first, so weights that do
+        # not fit the config fail before a large backbone is allocated.
+        with torch.device("meta"):
+            skeleton = build_model(config.backbone, **build)
+        check_signatures(
+            {k: _signature(v) for k, v in skeleton.state_dict().items()},
+            {k: _signature(v) for k, v in state.items()},
+            source=str(files.weights),
+        )
+        model = build_model(config.backbone, **build)
         # Weights may be stored in half precision to keep files small; inference runs in float32.
         state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
         _load_strict(model, state, source=str(files.weights))
         source = "default" if Path(str(repo_id_or_dir)) == DEFAULT_MODEL_DIR else files.source
-        return cls(
+        detector = cls(
             model,
             config,
             device=device,
@@ -241,6 +257,9 @@ class Detector:
             source=source,
             revision=files.revision,
         )
+        # The model's revision is not passed on: the face detector's weights have their own.
+        detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+        return detector
 
     def save_pretrained(self, save_directory: str | Path, *, dtype: torch.dtype = torch.float32) -> Path:
         """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card.
@@ -394,7 +413,12 @@ class Detector:
             if self._face_stage is None or self._face_stage.config != self.config.faces:
                 from ._faces import FaceStage
 
-                self._face_stage = FaceStage(self.config.faces, detector=self._face_detector, device=self.device)
+                self._face_stage = FaceStage(
+                    self.config.faces,
+                    detector=self._face_detector,
+                    device=self.device,
+                    detector_options=self._hub_options,
+                )
             return self._face_stage
 
     def extract_faces(self, images: Sequence[np.ndarray]) -> list[list[tuple[Face, np.ndarray]]]:

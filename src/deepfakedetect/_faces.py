@@ -8,7 +8,10 @@ a few pixels wide. This module holds:
   ``deepfakedetect.face_detectors``), so any callable that maps a list of RGB images to
   lists of faces can be plugged in;
 - :class:`RetinaFaceDetector`, the built-in detector (RetinaFace-MobileNet0.25 in plain
-  torch, weights from the Hub, a local file or ``DEEPFAKEDETECT_RETINAFACE_WEIGHTS``);
+  torch), and :func:`resolve_retinaface_weights`, which finds its weights: a local file,
+  ``DEEPFAKEDETECT_RETINAFACE_WEIGHTS``, the copy shipped in the package (checked against
+  :data:`RETINAFACE_SHA256`), or the Hub through :func:`deepfakedetect._hub.download_file`
+  (offline-aware, sha256-verified);
 - :func:`select_faces`, :func:`crop_face` and :class:`FaceStage`, which apply a
   :class:`~deepfakedetect.FaceConfig`.
 
@@ -18,6 +21,7 @@ Importing this module does not import torch; the network is built on first use.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import inspect
 import logging
 import math
@@ -42,7 +46,9 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "DEFAULT_FILENAME",
     "DEFAULT_REPO_ID",
+    "DEFAULT_REVISION",
     "FACE_DETECTORS",
+    "RETINAFACE_SHA256",
     "WEIGHTS_ENV",
     "Face",
     "FaceDetector",
@@ -57,7 +63,15 @@ __all__ = [
 
 DEFAULT_REPO_ID = "deepfakedetect/retinaface-mobilenet0.25"
 DEFAULT_FILENAME = "retinaface_mobilenet0.25.safetensors"
+# The Hub revision the weights are taken from when none is given. What is pinned is the
+# content: at this revision the file must hash to RETINAFACE_SHA256, whatever the branch
+# holds. Replace it with the commit sha once the weights repo is published.
+DEFAULT_REVISION = "main"
+# sha256 of the weights this version expects (Pytorch_Retinaface's mobilenet0.25_Final.pth,
+# converted to safetensors): the shipped copy and a download at DEFAULT_REVISION must match.
+RETINAFACE_SHA256 = "08a23211be90f6e7448b3c3b58061c7d525366f8349d183122d495369a653c1e"
 WEIGHTS_ENV = "DEEPFAKEDETECT_RETINAFACE_WEIGHTS"
+_PACKAGED_WEIGHTS = Path(__file__).parent / "_weights" / DEFAULT_FILENAME
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -186,7 +200,8 @@ def get_face_detector(name: str = "retinaface", **kwargs: Any) -> FaceDetector:
             entry-point group.
         **kwargs: Parameters: a registered class is instantiated with them, a
             registered function bound to them (for ``"retinaface"``: ``weights``,
-            ``device``, ``min_confidence``, ``nms_iou``, ``max_size``, ``batch_size``).
+            ``device``, ``min_confidence``, ``nms_iou``, ``max_size``, ``batch_size``,
+            ``revision``, ``cache_dir``, ``local_files_only``, ``token``).
 
     Returns:
         A callable that maps a list of RGB images to lists of :class:`Face`.
@@ -203,21 +218,41 @@ def get_face_detector(name: str = "retinaface", **kwargs: Any) -> FaceDetector:
     return FACE_DETECTORS.create(name, **kwargs)
 
 
-def resolve_retinaface_weights(weights: str | os.PathLike[str] | None = None) -> Path:
-    """Find the RetinaFace weights file: an explicit path, else the environment, else the Hub.
+def resolve_retinaface_weights(
+    weights: str | os.PathLike[str] | None = None,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+) -> Path:
+    """Find the RetinaFace weights file.
 
     Order: ``weights`` when given; else the file named by ``DEEPFAKEDETECT_RETINAFACE_WEIGHTS``;
-    else ``huggingface_hub.hf_hub_download(DEFAULT_REPO_ID, DEFAULT_FILENAME)`` (which
-    honours ``HF_HUB_OFFLINE``, ``HF_HUB_CACHE`` and ``HF_ENDPOINT``).
+    else, unless a ``revision`` is given, the copy shipped inside the package; else
+    ``DEFAULT_FILENAME`` from the Hub repo ``DEFAULT_REPO_ID`` through
+    :func:`deepfakedetect._hub.download_file` (cache first, no socket when offline, the
+    Hub's sha256 checked). The shipped copy, and a download at the default revision, must
+    also hash to :data:`RETINAFACE_SHA256`; each file is hashed once per process. A file
+    named by the caller or the environment is used as it is.
 
     Args:
         weights: A local ``.safetensors`` file, or ``None``.
+        revision: Take the weights from the Hub at this branch, tag or commit sha rather
+            than from the shipped copy (default: the shipped copy, else ``DEFAULT_REVISION``).
+            That file is checked against the Hub's sha256 only, not against
+            ``RETINAFACE_SHA256``.
+        cache_dir: The Hugging Face cache folder (default: ``HF_HUB_CACHE``).
+        local_files_only: Never use the network (as does ``HF_HUB_OFFLINE=1``).
+        token: Hugging Face token (default: ``HF_TOKEN`` or the saved login).
 
     Returns:
         The path of a local file.
 
     Raises:
-        ModelLoadError: when a named file does not exist or the download fails.
+        ModelLoadError: when a named file does not exist; when the shipped copy or the
+            download does not match its sha256; or when the download fails (offline with
+            a cold cache, repo or file not found, network errors), chained to the cause.
 
     Example:
         >>> import tempfile
@@ -225,13 +260,15 @@ def resolve_retinaface_weights(weights: str | os.PathLike[str] | None = None) ->
         >>> _ = f.write_bytes(b"")
         >>> resolve_retinaface_weights(f) == f
         True
+        >>> resolve_retinaface_weights().name  # the copy shipped with the package
+        'retinaface_mobilenet0.25.safetensors'
     """
     if weights is not None:
         path = Path(weights).expanduser()
         if not path.is_file():
             raise ModelLoadError(
                 f"RetinaFace weights file {path} does not exist; pass the path of "
-                f"{DEFAULT_FILENAME}, or weights=None to download it from the Hub ({DEFAULT_REPO_ID})"
+                f"{DEFAULT_FILENAME}, or weights=None to use the copy shipped with deepfakedetect"
             )
         return path
     env = os.environ.get(WEIGHTS_ENV, "").strip()
@@ -240,18 +277,86 @@ def resolve_retinaface_weights(weights: str | os.PathLike[str] | None = None) ->
         if not path.is_file():
             raise ModelLoadError(
                 f"{WEIGHTS_ENV}={env} does not name an existing file; point it at {DEFAULT_FILENAME} "
-                "or unset it to download the weights from the Hub"
+                "or unset it to use the copy shipped with deepfakedetect"
             )
         return path
-    import huggingface_hub
+    packaged = _PACKAGED_WEIGHTS
+    if revision is None and packaged.is_file():
+        _check_sha256(
+            packaged,
+            RETINAFACE_SHA256,
+            "the RetinaFace weights shipped with deepfakedetect",
+            "the installation is damaged or was altered: reinstall deepfakedetect, or pass weights=<path> "
+            f"or set {WEIGHTS_ENV} to a copy you trust",
+        )
+        return packaged
+    if revision is None:
+        logger.debug("no RetinaFace weights shipped at %s; getting them from the Hub", packaged)
+    return _hub_weights(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
 
+
+def _hub_weights(
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    local_files_only: bool,
+    token: str | bool | None,
+) -> Path:
+    from ._hub import download_file
+
+    rev = DEFAULT_REVISION if revision is None else revision
     try:
-        return Path(huggingface_hub.hf_hub_download(repo_id=DEFAULT_REPO_ID, filename=DEFAULT_FILENAME))
-    except Exception as e:  # any hub failure (offline, not found, HTTP) means the same to the user
+        path = download_file(
+            DEFAULT_REPO_ID,
+            DEFAULT_FILENAME,
+            revision=rev,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+        )
+    except ModelLoadError as e:
         raise ModelLoadError(
-            f"could not download the RetinaFace weights {DEFAULT_FILENAME} from the Hub repo "
-            f"{DEFAULT_REPO_ID}: {e}. Set {WEIGHTS_ENV} to a local copy of the file or pass weights=<path>"
+            f"could not get the RetinaFace weights: {e}. Alternatively pass weights=<path> or set "
+            f"{WEIGHTS_ENV} to a local copy of {DEFAULT_FILENAME}"
         ) from e
+    if revision is None:
+        _check_sha256(
+            path,
+            RETINAFACE_SHA256,
+            f"{DEFAULT_FILENAME} of Hub repo {DEFAULT_REPO_ID!r} at revision {rev!r}",
+            "the repo holds other weights than this version of deepfakedetect expects: pass the revision "
+            "you mean to use explicitly (revision=...), or pass weights=<path>",
+        )
+    return path
+
+
+_sha256_checked: dict[str, str] = {}  # resolved path -> "size:mtime_ns:inode" of the file that matched
+_sha256_lock = threading.Lock()
+
+
+def _check_sha256(path: Path, expected: str, what: str, remedy: str) -> None:
+    """Raise ModelLoadError unless ``path`` hashes to ``expected``; each file is hashed once per process."""
+    key = str(path.resolve())
+    try:
+        stat = path.stat()
+    except OSError as e:
+        raise ModelLoadError(f"{what} ({path}) cannot be read: {e}") from e
+    stamp = f"{stat.st_size}:{stat.st_mtime_ns}:{stat.st_ino}"
+    with _sha256_lock:
+        if _sha256_checked.get(key) == stamp:
+            return
+    digest = hashlib.sha256()
+    try:
+        with path.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+    except OSError as e:
+        raise ModelLoadError(f"{what} ({path}) cannot be read: {e}") from e
+    actual = digest.hexdigest()
+    if actual != expected:
+        raise ModelLoadError(f"{what} ({path}) failed its integrity check: sha256 {actual}, expected {expected}; {remedy}")
+    with _sha256_lock:
+        _sha256_checked[key] = stamp
 
 
 _NETWORKS: dict[tuple[str, str], Any] = {}
@@ -310,14 +415,19 @@ class RetinaFaceDetector:
     detector with the same weights file and device.
 
     Args:
-        weights: A local ``.safetensors`` file; ``None`` reads ``DEEPFAKEDETECT_RETINAFACE_WEIGHTS``
-            or downloads ``DEFAULT_FILENAME`` from ``DEFAULT_REPO_ID`` on the Hub.
+        weights: A local ``.safetensors`` file; ``None`` resolves them with
+            :func:`resolve_retinaface_weights` (``DEEPFAKEDETECT_RETINAFACE_WEIGHTS``, else
+            the copy shipped with the package, else the Hub).
         device: ``"cpu"``, ``"cuda"``, ``"cuda:1"``...; ``None`` picks CUDA when available.
         min_confidence: Faces scoring below this are not returned.
         nms_iou: Non-maximum-suppression overlap threshold.
         max_size: Longest image side, in pixels, at which detection runs (small
             images are not upscaled).
         batch_size: Images per forward pass.
+        revision: Hub revision of the weights (see :func:`resolve_retinaface_weights`).
+        cache_dir: Hugging Face cache folder for weights from the Hub.
+        local_files_only: Never use the network for the weights.
+        token: Hugging Face token for the weights' repo; kept out of ``repr``.
 
     Raises:
         ConfigError: for out-of-range parameters.
@@ -335,10 +445,17 @@ class RetinaFaceDetector:
     nms_iou: float = 0.4
     max_size: int = 640
     batch_size: int = 16
+    revision: str | None = None
+    cache_dir: str | os.PathLike[str] | None = None
+    local_files_only: bool = False
+    # A secret: never in a repr, which ends up in logs and results' provenance.
+    token: str | bool | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if self.device is not None and not isinstance(self.device, str):
             object.__setattr__(self, "device", str(self.device))  # a torch.device: keep the repr plain
+        if not isinstance(self.local_files_only, bool):
+            raise ConfigError(f"RetinaFaceDetector local_files_only must be True or False, got {self.local_files_only!r}")
         checks = (
             ("min_confidence", 0.0 <= _num(self.min_confidence) <= 1.0, "a number in [0, 1]"),
             ("nms_iou", 0.0 < _num(self.nms_iou) <= 1.0, "a number in (0, 1]"),
@@ -365,7 +482,14 @@ class RetinaFaceDetector:
         if net is None:
             from ._retinaface import resolve_device
 
-            net = _shared_network(resolve_retinaface_weights(self.weights), resolve_device(self.device))
+            path = resolve_retinaface_weights(
+                self.weights,
+                revision=self.revision,
+                cache_dir=self.cache_dir,
+                local_files_only=self.local_files_only,
+                token=self.token,
+            )
+            net = _shared_network(path, resolve_device(self.device))
             # A cache, not a parameter: kept out of the dataclass fields, repr and equality.
             object.__setattr__(self, "_network", net)
         return net
@@ -558,12 +682,19 @@ class FaceStage:
         detector: A :class:`FaceDetector` (any callable), a registry name or spec such as
             ``"retinaface:max_size=480"`` or ``{"name": "retinaface", "weights": path}``;
             ``None`` builds ``config.detector``. Built from a name, the detector is given
-            ``min_confidence``, ``max_size`` (from ``config.detect_max_size``) and
-            ``device`` when its factory accepts them and the spec does not set them.
+            ``min_confidence``, ``max_size`` (from ``config.detect_max_size``),
+            ``device`` and the ``detector_options`` when its factory accepts them and the
+            spec does not set them.
         device: Passed to a detector built here, when its factory takes ``device``.
+        detector_options: More parameters for a detector built here from a name, each
+            passed when its factory takes it, the spec does not set it and the value is
+            not ``None``: for instance ``{"cache_dir": ..., "local_files_only": True,
+            "token": ...}``, which ``"retinaface"`` uses to get its weights. Ignored for a
+            detector given as a callable.
 
     Raises:
-        ConfigError: when ``config`` is not a :class:`FaceConfig` or the detector spec is bad.
+        ConfigError: when ``config`` is not a :class:`FaceConfig`, the detector spec is bad
+            or ``detector_options`` is not a mapping with string keys.
         UnknownPluginError: when the detector name is not registered.
 
     Example:
@@ -581,16 +712,24 @@ class FaceStage:
         detector: FaceDetector | str | Mapping[str, Any] | None = None,
         *,
         device: str | None = None,
+        detector_options: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(config, FaceConfig):
             raise ConfigError(f"FaceStage needs a FaceConfig, got {type(config).__name__}")
+        if detector_options is not None and not (
+            isinstance(detector_options, Mapping) and all(isinstance(k, str) for k in detector_options)
+        ):
+            raise ConfigError(
+                f"FaceStage detector_options must be a mapping of parameter names to values, got {detector_options!r}"
+            )
+        options = dict(detector_options or {})
         self.config = config
         if detector is None:
             detector = config.detector
         if callable(detector) and not isinstance(detector, (str, Mapping)):
             self.detector: FaceDetector = detector
         else:
-            self.detector = _build_detector(detector, config, device)
+            self.detector = _build_detector(detector, config, device, options)
 
     def __repr__(self) -> str:
         return f"FaceStage(config={self.config!r}, detector={self.detector!r})"
@@ -654,7 +793,9 @@ class FaceStage:
         ]
 
 
-def _build_detector(spec: str | Mapping[str, Any], config: FaceConfig, device: str | None) -> FaceDetector:
+def _build_detector(
+    spec: str | Mapping[str, Any], config: FaceConfig, device: str | None, options: Mapping[str, Any]
+) -> FaceDetector:
     if isinstance(spec, str):
         name, params = parse_spec(spec)
     elif isinstance(spec, Mapping):
@@ -673,6 +814,7 @@ def _build_detector(spec: str | Mapping[str, Any], config: FaceConfig, device: s
         ("min_confidence", config.min_confidence),
         ("max_size", config.detect_max_size),
         ("device", device),
+        *options.items(),
     ):
         if key in accepted and key not in params and value is not None:
             params[key] = value

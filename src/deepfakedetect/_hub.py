@@ -14,6 +14,8 @@ either local or in a Hub repo. What is trusted and what is checked:
   remembered beside the cache, so a warm cache is not hashed again on every load.
 - Offline (``local_files_only=True`` or ``HF_HUB_OFFLINE=1``) opens no connection, and a
   cold cache fails at once; a revision pinned to a cached commit sha makes no request.
+- :func:`download_file` gives any other file (the face detector's weights) the same
+  treatment: cache fast path, fast failure, sha256 check, typed errors.
 
 Every ``huggingface_hub`` failure is raised as :class:`~deepfakedetect.ModelLoadError`,
 chained to the original, with the repo, the revision and what to do.
@@ -42,6 +44,7 @@ __all__ = [
     "README_NAME",
     "WEIGHTS_NAME",
     "ModelFiles",
+    "download_file",
     "load_safetensors",
     "resolve_model_files",
     "upload_model_folder",
@@ -165,6 +168,56 @@ def resolve_model_files(
         token=token,
         force_download=force_download,
     )
+
+
+def download_file(
+    repo_id: str,
+    filename: str,
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    force_download: bool = False,
+) -> Path:
+    """Get one file of a Hub repo into the Hugging Face cache (or find it there), verified.
+
+    The same rules as :func:`resolve_model_files` apply to the single file: offline or
+    with a revision pinned to a cached commit sha, the cache is read without opening a
+    socket; a cold cache fails at once when offline or when the Hub cannot be reached; an
+    LFS file (``*.safetensors`` among others) is hashed against the sha256 the Hub
+    announced, and a mismatch removes it from the cache and raises.
+
+    Args:
+        repo_id: The Hub repo, ``"org/name"``.
+        filename: The file's path in the repo.
+        revision: Branch, tag or commit sha (default ``"main"``). A commit sha that is
+            cached makes no request.
+        cache_dir: The Hugging Face cache folder (default: ``HF_HUB_CACHE``).
+        local_files_only: Use the cache only, never the network (as does ``HF_HUB_OFFLINE=1``).
+        token: Hugging Face token for private repos (default: ``HF_TOKEN`` or the saved login).
+        force_download: Download again even if the file is cached.
+
+    Returns:
+        The path of the file in the cache.
+
+    Raises:
+        ModelLoadError: The repo id is invalid; the repo, revision or file does not exist;
+            access was refused; the network or the cache failed; the file is not cached
+            while offline; or the download does not match its sha256. Chained to the
+            ``huggingface_hub`` error where there is one.
+        ConfigError: ``force_download=True`` while offline.
+
+    Example:
+        >>> import tempfile
+        >>> try:
+        ...     download_file("org/absent", "w.safetensors", cache_dir=tempfile.mkdtemp(), local_files_only=True)
+        ... except ModelLoadError as e:
+        ...     print("not in the local cache" in str(e))
+        True
+    """
+    ctx, cache, offline = _start(repo_id, revision, cache_dir, local_files_only, force_download)
+    return _fetch(ctx, filename, revision, cache=cache, token=token, force_download=force_download, offline=offline)
 
 
 def load_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -332,15 +385,14 @@ def _offline() -> bool:
     return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "").upper() in _OFFLINE_VALUES
 
 
-def _hub_files(
+def _start(
     repo_id: str,
-    *,
     revision: str | None,
     cache_dir: str | os.PathLike[str] | None,
     local_files_only: bool,
-    token: str | bool | None,
     force_download: bool,
-) -> ModelFiles:
+) -> tuple[_Context, str | None, bool]:
+    """Check the arguments of a Hub read; returns its context, the cache folder and whether it is offline."""
     from huggingface_hub import constants
     from huggingface_hub.utils import HFValidationError, validate_repo_id
 
@@ -357,34 +409,76 @@ def _hub_files(
             "HF_HUB_OFFLINE=1): drop one of them"
         )
     cache = str(Path(cache_dir).expanduser().resolve()) if cache_dir is not None else None
-    ctx = _Context(repo_id, revision, constants.ENDPOINT, cache or constants.HF_HUB_CACHE)
+    # constants.HF_HUB_CACHE is read now, as huggingface_hub does, so a later change is honoured.
+    return _Context(repo_id, revision, constants.ENDPOINT, cache or constants.HF_HUB_CACHE), cache, offline
+
+
+def _hub_files(
+    repo_id: str,
+    *,
+    revision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+    local_files_only: bool,
+    token: str | bool | None,
+    force_download: bool,
+) -> ModelFiles:
+    ctx, cache, offline = _start(repo_id, revision, cache_dir, local_files_only, force_download)
     if not force_download:
         cached = _cached_files(repo_id, revision, cache)
-        # Offline, or pinned to a commit that is cached: read the cache directly. hf_hub_download
-        # would too, but only after building its HTTP headers, which can fetch a registry from
-        # the Hub (huggingface_hub 2.x, with telemetry on): a cached model must open no socket.
+        # Both files of one cached commit: offline, or pinned to that commit, they are read
+        # from the cache with no request (see _fetch for why hf_hub_download is not asked).
         if cached is not None and (offline or _COMMIT_SHA.fullmatch(revision or "")):
             config, weights = cached
-            _verify_sha256(ctx, weights)
+            _verify_sha256(ctx, weights, WEIGHTS_NAME)
             return ModelFiles(config=config, weights=weights, source=repo_id, revision=config.parent.name)
         if offline:
-            raise _offline_miss(ctx)
-        if cached is None:
-            _probe(ctx, token)
+            raise _offline_miss(ctx, CONFIG_NAME)
+    config = _fetch(ctx, CONFIG_NAME, revision, cache=cache, token=token, force_download=force_download, offline=offline)
+    # The snapshot folder is named after the commit the first file resolved to.
+    sha = config.parent.name
+    if not _COMMIT_SHA.fullmatch(sha):
+        raise ModelLoadError(f"unexpected Hugging Face cache layout at {config}: cannot tell its commit sha")
+    # Pinned to that sha, so a branch moving in between cannot mix two versions; the Hub has
+    # just answered, so no probe is needed before a cold download.
+    weights = _fetch(
+        ctx, WEIGHTS_NAME, sha, cache=cache, token=token, force_download=force_download, offline=offline, probe=False
+    )
+    return ModelFiles(config=config, weights=weights, source=repo_id, revision=sha)
+
+
+def _fetch(
+    ctx: _Context,
+    filename: str,
+    revision: str | None,
+    *,
+    cache: str | None,
+    token: str | bool | None,
+    force_download: bool,
+    offline: bool,
+    probe: bool = True,
+) -> Path:
+    """One file from the cache or the Hub, verified against its sha256 when it is an LFS file."""
+    if not force_download:
+        cached = _cached_file(ctx.repo_id, filename, revision, cache)
+        # Offline, or pinned to a commit that is cached: read the cache directly. hf_hub_download
+        # would too, but only after building its HTTP headers, which can fetch a registry from
+        # the Hub (huggingface_hub 2.x, with telemetry on): a cached file must open no socket.
+        if cached is not None and (offline or _COMMIT_SHA.fullmatch(revision or "")):
+            _verify_sha256(ctx, cached, filename)
+            return cached
+        if offline:
+            raise _offline_miss(ctx, filename)
+        if cached is None and probe:
+            _probe(ctx, token, filename, revision)
     options: dict[str, Any] = {
         "cache_dir": cache,
         "token": token,
         "force_download": force_download,
         "etag_timeout": _ETAG_TIMEOUT,
     }
-    config = _download(ctx, CONFIG_NAME, revision, options)
-    # The snapshot folder is named after the commit the first file resolved to.
-    sha = config.parent.name
-    if not _COMMIT_SHA.fullmatch(sha):
-        raise ModelLoadError(f"unexpected Hugging Face cache layout at {config}: cannot tell its commit sha")
-    weights = _download(ctx, WEIGHTS_NAME, sha, options)
-    _verify_sha256(ctx, weights)
-    return ModelFiles(config=config, weights=weights, source=repo_id, revision=sha)
+    path = _download(ctx, filename, revision, options)
+    _verify_sha256(ctx, path, filename)
+    return path
 
 
 @dataclass(frozen=True)
@@ -396,6 +490,13 @@ class _Context:
 
     def where(self, filename: str) -> str:
         return f"{filename} of Hub repo {self.repo_id!r} at revision {self.revision or 'main'!r}"
+
+
+def _cached_file(repo_id: str, filename: str, revision: str | None, cache_dir: str | None) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    found = try_to_load_from_cache(repo_id, filename, cache_dir=cache_dir, revision=revision)
+    return Path(found) if isinstance(found, str) else None
 
 
 def _cached_files(repo_id: str, revision: str | None, cache_dir: str | None) -> tuple[Path, Path] | None:
@@ -411,22 +512,26 @@ def _cached_files(repo_id: str, revision: str | None, cache_dir: str | None) -> 
     return Path(config), Path(weights)
 
 
-def _offline_miss(ctx: _Context) -> ModelLoadError:
+def _offline_miss(ctx: _Context, filename: str) -> ModelLoadError:
     from huggingface_hub import try_to_load_from_cache
 
-    config = try_to_load_from_cache(ctx.repo_id, CONFIG_NAME, cache_dir=ctx.cache_dir, revision=ctx.revision)
-    if isinstance(config, str):
-        pickles = sorted(p.name for p in Path(config).parent.iterdir() if p.name.endswith(_PICKLE_SUFFIXES))
-        if pickles:
-            return ModelLoadError(_pickle_message(f"the cached Hub repo {ctx.repo_id!r}", pickles))
+    if filename == CONFIG_NAME:  # a model whose config is cached but whose weights are a pickle
+        config = try_to_load_from_cache(ctx.repo_id, CONFIG_NAME, cache_dir=ctx.cache_dir, revision=ctx.revision)
+        if isinstance(config, str):
+            pickles = sorted(p.name for p in Path(config).parent.iterdir() if p.name.endswith(_PICKLE_SUFFIXES))
+            if pickles:
+                return ModelLoadError(_pickle_message(f"the cached Hub repo {ctx.repo_id!r}", pickles))
+        what = f"{ctx.repo_id!r} at revision {ctx.revision or 'main'!r}"
+    else:
+        what = ctx.where(filename)
     return ModelLoadError(
-        f"{ctx.repo_id!r} at revision {ctx.revision or 'main'!r} is not in the local cache ({ctx.cache_dir}) "
-        "and downloads are off (local_files_only=True or HF_HUB_OFFLINE=1): run once online to fill the "
-        "cache, or pass local_files_only=False and unset HF_HUB_OFFLINE"
+        f"{what} is not in the local cache ({ctx.cache_dir}) and downloads are off (local_files_only=True or "
+        "HF_HUB_OFFLINE=1): run once online to fill the cache, or pass local_files_only=False and unset "
+        "HF_HUB_OFFLINE"
     )
 
 
-def _probe(ctx: _Context, token: str | bool | None) -> None:
+def _probe(ctx: _Context, token: str | bool | None, filename: str, revision: str | None) -> None:
     """One HEAD without retries before a cold download.
 
     With nothing cached, ``hf_hub_download`` answers a connection error by retrying with
@@ -435,18 +540,18 @@ def _probe(ctx: _Context, token: str | bool | None) -> None:
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.errors import HfHubHTTPError
 
-    url = hf_hub_url(ctx.repo_id, CONFIG_NAME, revision=ctx.revision)
+    url = hf_hub_url(ctx.repo_id, filename, revision=revision)
     try:
         get_hf_file_metadata(url, token=token, timeout=_ETAG_TIMEOUT)
     except HfHubHTTPError as e:
         status = e.response.status_code if e.response is not None else 0
         if status in (408, 429) or status >= 500:
             return  # transient: let hf_hub_download retry with its backoff
-        raise _download_error(e, ctx, CONFIG_NAME) from e
+        raise _download_error(e, ctx, filename) from e
     except Exception as e:
         if not _is_hub_error(e):
             raise
-        raise _download_error(e, ctx, CONFIG_NAME) from e
+        raise _download_error(e, ctx, filename) from e
 
 
 def _download(ctx: _Context, filename: str, revision: str | None, options: dict[str, Any]) -> Path:
@@ -522,11 +627,13 @@ def _download_error(error: BaseException, ctx: _Context, filename: str) -> Model
             f"revision {rev!r} was not found in Hub repo {repo!r}: check the branch, tag or commit sha "
             "(or leave revision unset for 'main')"
         )
-    elif isinstance(error, RemoteEntryNotFoundError):
+    elif isinstance(error, RemoteEntryNotFoundError) and filename in (CONFIG_NAME, WEIGHTS_NAME):
         text = (
             f"{where} does not exist: a deepfakedetect model repo holds {CONFIG_NAME}, {WEIGHTS_NAME} and "
             f"{README_NAME} (as written by Detector.save_pretrained / push_to_hub); check the repo id and revision"
         )
+    elif isinstance(error, RemoteEntryNotFoundError):
+        text = f"{where} does not exist: check the repo id, the revision and the file name"
     elif isinstance(error, LocalEntryNotFoundError) or _is_network_error(error):
         text = (
             f"could not download {where} from {ctx.endpoint} ({type(error).__name__}: {error}), and it is not "
@@ -568,7 +675,7 @@ def _upload_error(error: BaseException, repo_id: str, endpoint: str) -> ModelLoa
 # -- sha256 verification ----------------------------------------------------------------
 
 
-def _verify_sha256(ctx: _Context, pointer: Path) -> None:
+def _verify_sha256(ctx: _Context, pointer: Path, filename: str) -> None:
     """Check a cached LFS file against its sha256, which the cache names its blob after.
 
     A verified blob is remembered by its size, mtime and inode, in a marker file in the
@@ -583,7 +690,7 @@ def _verify_sha256(ctx: _Context, pointer: Path) -> None:
     if not blob.is_file():
         pointer.unlink(missing_ok=True)
         raise ModelLoadError(
-            f"the cached {ctx.where(WEIGHTS_NAME)} points to a missing file {blob} (the cache was partly "
+            f"the cached {ctx.where(filename)} points to a missing file {blob} (the cache was partly "
             "deleted); the broken link was removed: try again"
         )
     if not _SHA256.fullmatch(etag):
@@ -603,7 +710,7 @@ def _verify_sha256(ctx: _Context, pointer: Path) -> None:
         for path in (pointer, blob, marker):
             path.unlink(missing_ok=True)
         raise ModelLoadError(
-            f"{ctx.where(WEIGHTS_NAME)} failed its integrity check: the Hub announced sha256 {etag}, the "
+            f"{ctx.where(filename)} failed its integrity check: the Hub announced sha256 {etag}, the "
             f"downloaded file hashes to {actual}. The file was removed from the cache; try again, and if it "
             "keeps failing, something between you and the Hub is altering downloads"
         )

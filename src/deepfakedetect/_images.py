@@ -119,6 +119,8 @@ def _load_file(path: Path, *, max_pixels: int | None) -> np.ndarray:
         raise ImageDecodeError(f"{path}: refused as a decompression bomb: {e}") from e
     except (OSError, SyntaxError, ValueError, EOFError) as e:
         raise ImageDecodeError(f"{path}: cannot decode the image ({e}); the file may be truncated or corrupt") from e
+    except Exception as e:  # Pillow's plugins for rarer formats raise other types on malformed files
+        raise ImageDecodeError(f"{path}: cannot decode the image ({type(e).__name__}: {e})") from e
 
 
 def _pil_to_rgb(img: Image.Image, *, name: str) -> np.ndarray:
@@ -126,6 +128,8 @@ def _pil_to_rgb(img: Image.Image, *, name: str) -> np.ndarray:
         img = ImageOps.exif_transpose(img)
     except Exception:  # a malformed EXIF block must not make the pixels unusable
         pass
+    if img.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to their plain forms
+        img = img.convert("LA" if img.mode == "La" else "RGBA")
     mode = img.mode
     if mode == "RGB":
         return np.asarray(img, dtype=np.uint8).copy()
@@ -139,12 +143,12 @@ def _pil_to_rgb(img: Image.Image, *, name: str) -> np.ndarray:
             scale = 255.0 / 65535.0
         gray = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
-    if mode in ("RGBA", "LA", "PA", "La", "RGBa") or (mode == "P" and "transparency" in img.info):
-        # Transparent pixels are shown on white, as image viewers do.
-        rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8).copy()
     try:
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+            # Transparent pixels are shown on white, as image viewers do.
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8).copy()
         return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
     except (ValueError, OSError) as e:
         raise ImageDecodeError(f"{name}: cannot convert image mode {mode!r} to RGB: {e}") from e

@@ -73,24 +73,44 @@ def load_backbone_weights(model: nn.Module, path: str | Path) -> None:
     _load_strict(model, state, source=str(path))
 
 
-def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    bad_shapes = sorted(
-        f"{k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(state)
-        if tuple(own[k].shape) != tuple(state[k].shape)
-    )
-    if missing or unexpected or bad_shapes:
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {', '.join(missing[:10])}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:10])}")
-        if bad_shapes:
-            parts.append(f"shape mismatches ({len(bad_shapes)}): {'; '.join(bad_shapes[:5])}")
+# A tensor's signature for matching weights to a model: its shape and whether it is floating point.
+Signature = tuple[tuple[int, ...], bool]
+
+
+def _signature(t: torch.Tensor) -> Signature:
+    return tuple(t.shape), t.is_floating_point()
+
+
+def check_signatures(own: dict[str, Signature], theirs: dict[str, Signature], *, source: str) -> None:
+    """Raise :class:`ModelLoadError` listing missing, unexpected and mismatched tensors."""
+    missing = sorted(set(own) - set(theirs))
+    unexpected = sorted(set(theirs) - set(own))
+    common = sorted(set(own) & set(theirs))
+    bad_shapes = [f"{k}: file {theirs[k][0]} vs model {own[k][0]}" for k in common if own[k][0] != theirs[k][0]]
+    bad_types = [
+        f"{k}: file {'floating' if theirs[k][1] else 'integer'} vs model {'floating' if own[k][1] else 'integer'}"
+        for k in common
+        if own[k][1] != theirs[k][1]
+    ]
+    parts = []
+    if missing:
+        parts.append(f"missing keys ({len(missing)}): {', '.join(missing[:10])}")
+    if unexpected:
+        parts.append(f"unexpected keys ({len(unexpected)}): {', '.join(unexpected[:10])}")
+    if bad_shapes:
+        parts.append(f"shape mismatches ({len(bad_shapes)}): {'; '.join(bad_shapes[:5])}")
+    if bad_types:
+        parts.append(f"dtype mismatches ({len(bad_types)}): {'; '.join(bad_types[:5])}")
+    if parts:
         raise ModelLoadError(f"{source}: weights do not match the model: " + "; ".join(parts))
+
+
+def _load_strict(model: nn.Module, state: dict[str, torch.Tensor], *, source: str) -> None:
+    own = {k: _signature(v) for k, v in model.state_dict().items()}
+    check_signatures(own, {k: _signature(v) for k, v in state.items()}, source=source)
+    bad = sorted(k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all()))
+    if bad:
+        raise ModelLoadError(f"{source}: weights contain NaN or infinite values in {', '.join(bad[:10])}")
     model.load_state_dict(state, strict=True)
 
 

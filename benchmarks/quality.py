@@ -1,0 +1,312 @@
+"""Reproduce the quality table in docs/quality.md and build the default model.
+
+One command runs every training and evaluation from the shared data and prints a
+Markdown table::
+
+    python benchmarks/quality.py --shared ../shared --out runs/quality
+
+Runs whose model folder already exists are reused (delete the folder, or pass
+``--force``, to train again); an interrupted training resumes from its checkpoint.
+``--runs`` picks a subset, e.g. ``--runs default`` or ``--runs r18_scratch,mnv2_faces``.
+
+Data (see the shared data's README for provenance and licences):
+- LFW face swap: train (4,200 images) / val / test as shipped. The test split is also
+  re-encoded at JPEG quality 75, because its real and fake files differ in JPEG
+  quality: a model that learned that cue instead of the face fails there.
+- StyleGAN2 vs FFHQ: split 60/20/20 per class with a fixed seed.
+- FaceForensics++ c23 videos: split by identity group (pairs of ids swapped with
+  each other), so no person is in two splits. Frames are extracted for training; the
+  test groups are also scored at video level with every built-in aggregator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import random
+import re
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+import deepfakedetect
+from deepfakedetect import AugmentConfig, Detector, FaceConfig, Trainer, evaluate
+from deepfakedetect._aggregators import FrameScores, get_aggregator, list_aggregators
+from deepfakedetect._metrics import binary_metrics, roc_auc
+from deepfakedetect._video import probe_video, read_frames
+
+# FF++ identity groups held out entirely: scored at frame and video level, never trained on.
+TEST_GROUPS = {("033", "097"), ("210", "241"), ("648", "654"), ("159", "175")}
+VAL_GROUPS = {("134", "192")}
+FRAMES_PER_REAL_VIDEO = 24  # reals are fewer than fakes (20 vs 36): more frames each
+FRAMES_PER_FAKE_VIDEO = 12
+INPUT_SIZE = 160
+EPOCHS = 10
+
+NO_JPEG = AugmentConfig(jpeg_p=0.0)
+FACES = FaceConfig(enabled=True, margin=1.3, min_confidence=0.8, select="all", reduce="max")
+
+
+def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str, Any]]:
+    """The trainings of the table. ``data`` names a prepared dataset folder."""
+    mnv2 = shared / "weights" / "mobilenet_v2_imagenet1k_v1.safetensors"
+    common = {"epochs": epochs, "input_size": input_size, "batch_size": 32, "seed": 0}
+    return {
+        "r18_scratch_nojpeg": dict(
+            common, backbone="resnet18", weights=None, faces=False, augment=NO_JPEG, data="lfw",
+            title="ResNet-18, scratch, no JPEG aug, whole image",
+        ),
+        "r18_scratch": dict(
+            common, backbone="resnet18", weights=None, faces=False, augment=AugmentConfig(), data="lfw",
+            title="ResNet-18, scratch, whole image",
+        ),
+        "mnv2_nojpeg": dict(
+            common, backbone="mobilenet_v2", weights=mnv2, faces=False, augment=NO_JPEG, data="lfw",
+            title="MobileNetV2, ImageNet, no JPEG aug, whole image",
+        ),
+        "mnv2": dict(
+            common, backbone="mobilenet_v2", weights=mnv2, faces=False, augment=AugmentConfig(), data="lfw",
+            title="MobileNetV2, ImageNet, whole image",
+        ),
+        "mnv2_faces": dict(
+            common, backbone="mobilenet_v2", weights=mnv2, faces=FACES, augment=AugmentConfig(), data="lfw",
+            title="MobileNetV2, ImageNet, face crops",
+        ),
+        "r50_scratch": dict(
+            common, backbone="resnet50", weights=None, faces=False, augment=AugmentConfig(), data="lfw",
+            title="ResNet-50, scratch, whole image",
+        ),
+        "default": dict(
+            common, backbone="mobilenet_v2", weights=mnv2, faces=FACES, augment=AugmentConfig(), data="all",
+            title="default model: MobileNetV2, ImageNet, face crops, all data",
+        ),
+    }
+
+
+# ---------------------------------------------------------------------- data
+def _link(src: Path, dst: Path) -> None:
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if not dst.exists():
+        os.symlink(src.resolve(), dst)
+
+
+def _ffpp_group(name: str) -> tuple[str, str]:
+    ids = re.findall(r"\d{3}", name)
+    if len(ids) == 1:  # a real video belongs to the group of its id
+        return ids[0], ""
+    return tuple(sorted(ids[:2]))  # type: ignore[return-value]
+
+
+def _ffpp_split(path: Path, groups: list[tuple[str, str]]) -> str:
+    ids = re.findall(r"\d{3}", path.name)
+    for g in groups:
+        if ids[0] in g:
+            if g in TEST_GROUPS:
+                return "test"
+            if g in VAL_GROUPS:
+                return "val"
+            return "train"
+    raise ValueError(f"{path}: no identity group")
+
+
+def ffpp_videos(shared: Path) -> dict[str, list[tuple[Path, int]]]:
+    """FF++ videos by split, each with its label (1 fake, 0 real)."""
+    root = shared / "data" / "videos" / "ffpp_c23"
+    fakes = sorted((root / "fake").glob("*.mp4"))
+    groups = sorted({_ffpp_group(p.name) for p in fakes})
+    out: dict[str, list[tuple[Path, int]]] = {"train": [], "val": [], "test": []}
+    for label, folder in ((1, "fake"), (0, "real")):
+        for p in sorted((root / folder).glob("*.mp4")):
+            out[_ffpp_split(p, groups)].append((p, label))
+    return out
+
+
+def prepare(shared: Path, work: Path) -> None:
+    """Build the dataset folders (symlinks to the shared files, plus generated files)."""
+    data = work / "data"
+    marker = data / ".done"
+    if marker.exists():
+        return
+    t0 = time.time()
+    lfw = shared / "data" / "faces" / "lfw_faceswap"
+    # LFW test re-encoded at a single JPEG quality, so file-format cues are gone.
+    for cls in ("real", "fake"):
+        for p in sorted((lfw / "test" / cls).glob("*.jpg")):
+            out = data / "lfw_q75" / "test" / cls / p.name
+            if not out.exists():
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Image.open(p).convert("RGB").save(out, quality=75)
+    # StyleGAN2 / FFHQ: 60/20/20 per class, seeded.
+    sg = shared / "data" / "faces" / "stylegan2_ffhq"
+    rng = random.Random(0)
+    for cls in ("real", "fake"):
+        files = sorted((sg / cls).glob("*.jpg"))
+        rng.shuffle(files)
+        n = len(files)
+        cuts = {"train": files[: int(0.6 * n)], "val": files[int(0.6 * n) : int(0.8 * n)], "test": files[int(0.8 * n) :]}
+        for split, fs in cuts.items():
+            for p in fs:
+                _link(p, data / "stylegan" / split / cls / p.name)
+    # FF++ frames, by identity-group split, as JPEG quality 95 for both classes alike.
+    for split, videos in ffpp_videos(shared).items():
+        for path, label in videos:
+            cls = "fake" if label else "real"
+            info = probe_video(path)
+            k = FRAMES_PER_FAKE_VIDEO if label else FRAMES_PER_REAL_VIDEO
+            idx = np.linspace(0, info.num_frames - 1, k + 2)[1:-1].round().astype(int).tolist()
+            for i, frame in read_frames(info, idx):
+                out = data / "ffpp_frames" / split / cls / f"{path.stem}_{i:05d}.jpg"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Image.fromarray(frame).save(out, quality=95)
+    # Everything together, for the default model.
+    for src_name in ("stylegan", "ffpp_frames"):
+        for p in sorted((data / src_name).glob("*/*/*")):
+            split, cls = p.parent.parent.name, p.parent.name
+            _link(p, data / "all" / split / cls / f"{src_name}__{p.name}")
+    for p in sorted(lfw.glob("*/*/*.jpg")):
+        _link(p, data / "all" / p.parent.parent.name / p.parent.name / f"lfw__{p.name}")
+    for p in sorted(lfw.glob("*/*/*.jpg")):
+        _link(p, data / "lfw" / p.parent.parent.name / p.parent.name / p.name)
+    marker.write_text("ok\n")
+    print(f"prepared data in {data} ({time.time() - t0:.0f} s)", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------- runs
+def train(name: str, spec: dict[str, Any], work: Path, *, force: bool) -> Detector:
+    out = work / name
+    if force and out.exists():
+        shutil.rmtree(out)
+    if (out / "config.json").exists() and (out / "history.json").exists():
+        return Detector.from_pretrained(out)
+    spec = dict(spec)
+    spec.pop("title")
+    data = work / "data" / spec.pop("data")
+    t0 = time.time()
+    result = Trainer(**spec, out_dir=out, progress=False).fit(data, resume=True)
+    (out / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
+    print(f"{name}: trained in {time.time() - t0:.0f} s, best epoch {result.best_epoch}", file=sys.stderr)
+    return Detector.from_pretrained(out)
+
+
+def image_metrics(det: Detector, folder: Path) -> dict[str, Any]:
+    report = evaluate(det, folder, split="test", progress=False)
+    return report.to_dict()
+
+
+def video_metrics(det: Detector, shared: Path, num_frames: int) -> dict[str, Any]:
+    """Video AUC on the held-out FF++ groups, for each built-in aggregator."""
+    per_video = []
+    for path, label in ffpp_videos(shared)["test"]:
+        r = det.detect_video(path, sampler={"name": "uniform", "num_frames": num_frames}, progress=False)
+        frames = [f for f in r.frames if f.fake_score is not None]
+        per_video.append((label, frames, r.frames_without_faces))
+    out: dict[str, Any] = {"videos": len(per_video), "frames_without_faces": sum(v[2] for v in per_video)}
+    for name in list_aggregators():
+        agg = get_aggregator(name)
+        y, s = [], []
+        for label, frames, _ in per_video:
+            if not frames:
+                continue
+            fs = FrameScores(
+                scores=np.array([f.fake_score for f in frames]),
+                indices=np.array([f.index for f in frames]),
+                timestamps=np.array([f.timestamp for f in frames]),
+            )
+            y.append(label)
+            s.append(float(agg(fs)))
+        out[name] = {"auc": roc_auc(y, s), **{k: v for k, v in binary_metrics(y, s, threshold=det.threshold).items()
+                                               if k in ("accuracy", "log_loss")}}
+    return out
+
+
+def _fmt(x: Any) -> str:
+    return "-" if x is None or (isinstance(x, float) and np.isnan(x)) else f"{x:.3f}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--shared", type=Path, default=Path(os.environ.get("DEEPFAKEDETECT_SHARED", "../shared")))
+    parser.add_argument("--out", type=Path, default=Path("runs/quality"))
+    parser.add_argument("--runs", default="default,r18_scratch_nojpeg,r18_scratch,mnv2_nojpeg,mnv2,mnv2_faces")
+    parser.add_argument("--epochs", type=int, default=EPOCHS)
+    parser.add_argument("--input-size", type=int, default=INPUT_SIZE)
+    parser.add_argument("--video-frames", type=int, default=32)
+    parser.add_argument("--force", action="store_true", help="train again even if a run's model exists")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    if not (args.shared / "data").is_dir():
+        parser.error(f"shared data not found at {args.shared}")
+    os.environ.setdefault("DEEPFAKEDETECT_RETINAFACE_WEIGHTS", str(args.shared / "weights" / "retinaface_mobilenet0.25.safetensors"))
+    specs = run_specs(args.shared, args.input_size, args.epochs)
+    names = [n.strip() for n in args.runs.split(",") if n.strip()]
+    unknown = [n for n in names if n not in specs]
+    if unknown:
+        parser.error(f"unknown runs {unknown}; known: {', '.join(specs)}")
+    prepare(args.shared, args.out)
+    data = args.out / "data"
+    results = {}
+    for name in names:
+        det = train(name, specs[name], args.out, force=args.force)
+        res_path = args.out / name / "quality.json"
+        if res_path.exists() and not args.force:
+            results[name] = json.loads(res_path.read_text())
+            continue
+        res: dict[str, Any] = {"title": specs[name]["title"]}
+        res["train_seconds"] = float((args.out / name / "train_seconds.txt").read_text()) if (args.out / name / "train_seconds.txt").exists() else None
+        res["lfw"] = image_metrics(det, data / "lfw")
+        res["lfw_q75"] = image_metrics(det, data / "lfw_q75")
+        if name == "default":
+            res["stylegan"] = image_metrics(det, data / "stylegan")
+            res["ffpp_frames"] = image_metrics(det, data / "ffpp_frames")
+            res["ffpp_video"] = video_metrics(det, args.shared, args.video_frames)
+        res_path.write_text(json.dumps(res, indent=2, default=float))
+        results[name] = res
+    print(render(results, args))
+    return 0
+
+
+def _image(res: dict[str, Any]) -> dict[str, Any]:
+    return res["levels"]["image"]
+
+
+def render(results: dict[str, Any], args: argparse.Namespace) -> str:
+    lines = [
+        f"deepfakedetect {deepfakedetect.__version__}; input {args.input_size} px, {args.epochs} epochs, "
+        "selected on val AUC; LFW test = 600 images, q75 = the same re-encoded at JPEG quality 75.",
+        "",
+        "| run | LFW acc | LFW AUC | LFW log loss | q75 acc | q75 AUC | q75 log loss | train time |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in results.items():
+        a, b = _image(r["lfw"]), _image(r["lfw_q75"])
+        t = r.get("train_seconds")
+        lines.append(
+            f"| {r['title']} | {_fmt(a['accuracy'])} | {_fmt(a['auc'])} | {_fmt(a['log_loss'])} | "
+            f"{_fmt(b['accuracy'])} | {_fmt(b['auc'])} | {_fmt(b['log_loss'])} | "
+            f"{'-' if t is None else f'{t / 60:.0f} min'} |"
+        )
+    if "default" in results:
+        r = results["default"]
+        lines += ["", "Default model on the other test sets:", "", "| test set | n | accuracy | AUC | log loss | ECE |", "|---|---|---|---|---|---|"]
+        for key, title in (("lfw", "LFW face swap"), ("lfw_q75", "LFW face swap, JPEG q75"),
+                           ("stylegan", "StyleGAN2 vs FFHQ (20% split)"), ("ffpp_frames", "FF++ frames, held-out groups")):
+            m = _image(r[key])
+            lines.append(f"| {title} | {m['n']} | {_fmt(m['accuracy'])} | {_fmt(m['auc'])} | {_fmt(m['log_loss'])} | {_fmt(m['ece'])} |")
+        v = r["ffpp_video"]
+        lines += ["", f"FF++ held-out videos ({v['videos']}; {v['frames_without_faces']} sampled frames without a face), "
+                  f"{args.video_frames} uniform frames:", "", "| aggregator | video AUC | accuracy | log loss |", "|---|---|---|---|"]
+        for name in list_aggregators():
+            if name in v:
+                lines.append(f"| {name} | {_fmt(v[name]['auc'])} | {_fmt(v[name]['accuracy'])} | {_fmt(v[name]['log_loss'])} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

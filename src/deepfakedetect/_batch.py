@@ -1,0 +1,568 @@
+"""Scoring many files: streaming results, parallel decoding, resumable JSON-lines output.
+
+:func:`detect_many` takes a folder, a glob pattern, a list of paths or a text file
+listing paths, images and videos mixed, and yields one JSON-ready record per input
+in input order, as soon as it is scored. Images are decoded (and, without the face
+stage, already resized) by a small thread pool running ahead of the model through a
+bounded window, so decoding overlaps with compute and memory stays bounded whatever
+the number of files. With ``output=``, each record is appended to a JSON-lines file
+and flushed at once; ``resume=True`` skips the inputs already recorded there, so a
+run over 100,000 files can be stopped and continued.
+
+:func:`prefetch` is the same overlap for any iterator: a background thread that runs
+a bounded number of items ahead of the consumer.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import queue
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any, TypeVar, Union
+
+import numpy as np
+from PIL import Image
+
+from ._config import PreprocessConfig
+from ._errors import ConfigError, DeepfakeDetectError, InputError
+
+if TYPE_CHECKING:
+    from ._detector import Detector
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["detect_many", "list_inputs", "prefetch", "read_done"]
+
+T = TypeVar("T")
+
+BatchInputs = Union[str, "os.PathLike[str]", Iterable[Union[str, "os.PathLike[str]"]]]
+
+#: Suffixes of files read as lists of paths (one per line) rather than as media.
+LIST_SUFFIXES = frozenset({".txt", ".lst", ".list"})
+
+_GLOB_CHARS = frozenset("*?[")
+
+
+def _media_suffixes() -> frozenset[str]:
+    from ._cli import VIDEO_EXTENSIONS
+    from ._data import IMAGE_EXTENSIONS
+
+    return IMAGE_EXTENSIONS | VIDEO_EXTENSIONS
+
+
+def list_inputs(inputs: BatchInputs, *, recursive: bool = True) -> list[str]:
+    """The files :func:`detect_many` would score, in the order it scores them.
+
+    Args:
+        inputs: A folder (its image and video files, sorted, at any depth when
+            ``recursive``), a glob pattern (``"data/**/*.jpg"``; its image and video
+            matches, sorted), a text file (``.txt``, ``.lst``, ``.list``) with one path per
+            line (blank lines and lines starting with ``#`` skipped; relative paths are
+            relative to the list file's folder), one image or video file, or a list of
+            these (folders, list files and globs in it are expanded in place; other
+            entries are kept as given, even missing or unreadable ones, which then get
+            an error record), as the command line passes its arguments.
+        recursive: Descend into sub-folders, and let ``**`` in a glob match any depth.
+
+    Returns:
+        Paths as strings, exactly as they appear in the records' ``"source"``.
+
+    Raises:
+        InputError: a path that does not exist, a glob or folder without any image
+            or video file, or an unreadable list file.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> for name in ("b.jpg", "a.png", "notes.md", "sub/c.mp4"):
+        ...     (d / name).parent.mkdir(exist_ok=True); _ = (d / name).write_bytes(b"")
+        >>> [pathlib.Path(p).relative_to(d).as_posix() for p in list_inputs(d)]
+        ['a.png', 'b.jpg', 'sub/c.mp4']
+    """
+    if isinstance(inputs, (str, os.PathLike)):
+        return _expand_one(os.fspath(inputs), recursive=recursive)
+    if isinstance(inputs, (bytes, bytearray)) or not isinstance(inputs, Iterable):
+        raise InputError(
+            f"cannot read inputs from {type(inputs).__name__}: pass a folder, a glob pattern, "
+            "a text file listing paths, or a list of paths"
+        )
+    out = []
+    for item in inputs:
+        if not isinstance(item, (str, os.PathLike)):
+            raise InputError(f"inputs must be paths (str or os.PathLike), got {type(item).__name__}: {item!r}")
+        text = os.fspath(item)
+        if _expands(text):
+            out.extend(_expand_one(text, recursive=recursive))
+        else:
+            out.append(text)
+    return out
+
+
+def _expands(text: str) -> bool:
+    """Whether a list entry stands for several files: a folder, a list file, or a glob."""
+    if os.path.isdir(text):
+        return True
+    if os.path.isfile(text):
+        return Path(text).suffix.lower() in LIST_SUFFIXES
+    return bool(_GLOB_CHARS & set(text))
+
+
+def _expand_one(text: str, *, recursive: bool) -> list[str]:
+    media = _media_suffixes()
+    if os.path.isdir(text):
+        found = sorted(_walk(text, recursive=recursive, media=media))
+        if not found:
+            raise InputError(
+                f"{text}: no image or video files found{' (searched sub-folders too)' if recursive else ''}; "
+                f"looked for {', '.join(sorted(media))}"
+            )
+        return found
+    if os.path.isfile(text):
+        if Path(text).suffix.lower() in LIST_SUFFIXES:
+            return _read_list(text)
+        return [text]
+    if _GLOB_CHARS & set(text):
+        found = sorted(
+            p for p in glob.glob(text, recursive=recursive) if os.path.isfile(p) and Path(p).suffix.lower() in media
+        )
+        if not found:
+            raise InputError(f"the pattern {text!r} matched no image or video files")
+        return found
+    raise InputError(f"{text}: no such file or folder (pass a folder, a glob pattern, a file or a list of paths)")
+
+
+def _walk(root: str, *, recursive: bool, media: frozenset[str]) -> Iterator[str]:
+    if not recursive:
+        for entry in os.scandir(root):
+            if entry.is_file() and Path(entry.name).suffix.lower() in media:
+                yield os.path.join(root, entry.name)
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for name in filenames:
+            if Path(name).suffix.lower() in media:
+                yield os.path.join(dirpath, name)
+
+
+def _read_list(path: str) -> list[str]:
+    base = os.path.dirname(path)
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"{path}: cannot read the list of paths ({e}); it must be UTF-8 text, one path per line") from e
+    out = []
+    for line in lines:
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        out.append(entry if os.path.isabs(entry) else os.path.join(base, entry))
+    return out
+
+
+def read_done(output: str | os.PathLike[str]) -> set[str]:
+    """The ``"source"`` of every complete record in a JSON-lines results file.
+
+    A last line without its newline (a run killed mid-write) does not count; neither
+    does a line that is not a JSON object with a ``"source"`` (logged as a warning).
+
+    Args:
+        output: The results file; a missing file has no records.
+
+    Returns:
+        The set of recorded sources.
+
+    Example:
+        >>> import tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "r.jsonl")
+        >>> _ = open(p, "w").write('{"source": "a.jpg", "status": "ok"}\\n{"source": "b.j')
+        >>> sorted(read_done(p))
+        ['a.jpg']
+    """
+    done, _ = _scan_output(os.fspath(output))
+    return done
+
+
+def _scan_output(path: str) -> tuple[set[str], int]:
+    """Recorded sources and the byte length of the complete lines (where to append)."""
+    done: set[str] = set()
+    good_end = 0
+    if not os.path.exists(path):
+        return done, 0
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            if not raw.endswith(b"\n"):
+                logger.info("%s: ignoring an incomplete last line (%d bytes); it will be redone", path, len(raw))
+                break
+            good_end += len(raw)
+            try:
+                rec = json.loads(raw)
+                done.add(str(rec["source"]))
+            except (ValueError, TypeError, KeyError):
+                logger.warning("%s: line %d is not a result record; its input will be scored again", path, number)
+    return done, good_end
+
+
+def prefetch(iterable: Iterable[T], maxsize: int = 2) -> Iterator[T]:
+    """Run ``iterable`` in a background thread, at most ``maxsize`` items ahead.
+
+    Decoding (which releases the GIL in Pillow, NumPy and while waiting on ffmpeg)
+    then overlaps with model compute on the consumer's side. Exceptions raised by the
+    iterable are re-raised in the consumer, at the position they happened. Closing
+    the returned generator (or leaving a ``for`` loop early) stops the thread and
+    closes the source iterator.
+
+    Args:
+        iterable: The source; consumed only by the background thread.
+        maxsize: How many items may wait, decoded, for the consumer (memory bound).
+
+    Yields:
+        The source's items, in order.
+
+    Raises:
+        ConfigError: ``maxsize`` below 1.
+
+    Example:
+        >>> list(prefetch(iter(range(5)), maxsize=2))
+        [0, 1, 2, 3, 4]
+    """
+    if not isinstance(maxsize, int) or maxsize < 1:
+        raise ConfigError(f"prefetch maxsize must be a positive integer, got {maxsize!r}")
+    return _prefetch(iter(iterable), maxsize)
+
+
+_DONE = object()
+
+
+def _prefetch(source: Iterator[T], maxsize: int) -> Iterator[T]:
+    q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in source:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as e:  # handed to the consumer, who re-raises it
+            put((_DONE, e))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None and stop.is_set():
+                try:
+                    close()
+                except Exception:  # the consumer is gone; nothing to report to
+                    logger.debug("closing a prefetched iterator failed", exc_info=True)
+
+    worker = threading.Thread(target=run, name="dfd-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = q.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()
+
+
+def _shrink(image: np.ndarray, pre: PreprocessConfig) -> np.ndarray:
+    """Resize as :func:`~deepfakedetect._detector.resize_and_crop` does, without the crop.
+
+    Done in the decoding threads so that only small arrays wait in the window; the
+    model-side ``resize_and_crop`` then finds the size already right and only crops,
+    so scores are bit-identical to ``detect_image`` on the same file.
+    """
+    from ._detector import _RESAMPLE
+
+    h, w = image.shape[:2]
+    scale = pre.resize_size / min(h, w)
+    nw, nh = max(pre.input_size, round(w * scale)), max(pre.input_size, round(h * scale))
+    if (nw, nh) == (w, h):
+        return image
+    return np.asarray(Image.fromarray(image).resize((nw, nh), _RESAMPLE[pre.interpolation]))
+
+
+def _decode_image(path: str, pre: PreprocessConfig | None) -> np.ndarray:
+    from ._images import load_image
+
+    image = load_image(path)
+    return image if pre is None else _shrink(image, pre)
+
+
+def _error_record(source: str, error: BaseException) -> dict[str, Any]:
+    return {"source": source, "status": "error", "error": str(error), "type": type(error).__name__}
+
+
+def detect_many(
+    detector: Detector,
+    inputs: BatchInputs,
+    *,
+    output: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    batch_size: int = 32,
+    num_workers: int | None = None,
+    prefetch_size: int | None = None,
+    progress: bool | None = None,
+    sampler: Any = None,
+    aggregator: Any = None,
+    threshold: float | None = None,
+    recursive: bool = True,
+) -> Iterator[dict[str, Any]]:
+    """Score many images and videos, yielding one JSON-ready record per input as it is done.
+
+    Records come in input order (see :func:`list_inputs`). A scored input gives its
+    result's ``to_dict()`` (``"status"`` ``"ok"`` or ``"no_face"``), with ``"source"``
+    the path as listed; an input that cannot be read gives ``{"source", "status":
+    "error", "error": message, "type": error class}`` and the run goes on. Videos are
+    recognised by extension and scored with ``detect_video``; consecutive images are
+    scored together in batches.
+
+    Args:
+        detector: The detector to score with.
+        inputs: A folder, a glob pattern, a text file listing paths, a file, or a list
+            of paths (see :func:`list_inputs`).
+        output: A JSON-lines file to append each record to (flushed per record).
+        resume: Continue ``output``: inputs already recorded there (by ``"source"``)
+            are skipped and not yielded again; an incomplete last line (a run killed
+            mid-write) is cut off and its input scored again. Error records count as
+            done; delete those lines to retry them.
+        overwrite: Start ``output`` afresh when it already holds records. Without
+            ``resume`` or ``overwrite``, an existing non-empty ``output`` is refused so
+            that finished work is never lost by mistake.
+        batch_size: Images (or face crops, or video frames) per forward pass.
+        num_workers: Image-decoding threads (default: ``min(4, CPU count)``).
+        prefetch_size: Images decoded ahead of the model at most (default:
+            ``2 * batch_size``); bounds memory.
+        progress: Progress bar over inputs (default: on unless ``DEEPFAKEDETECT_PROGRESS=0``).
+        sampler: Frame sampler for videos (default: the model config's).
+        aggregator: Frame-score aggregator for videos (default: the model config's).
+        threshold: Decision threshold (default: the model's calibrated one).
+        recursive: For folders and ``**`` globs, descend into sub-folders.
+
+    Returns:
+        A generator of records; nothing is read or scored until it is iterated.
+        Inputs are listed, and arguments checked, when this function is called.
+
+    Raises:
+        InputError: inputs that name nothing to score.
+        ConfigError: bad arguments, ``resume`` without ``output``, or an existing
+            ``output`` without ``resume`` or ``overwrite``.
+        UnknownPluginError: an unknown sampler or aggregator name.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> from PIL import Image
+        >>> from deepfakedetect import Detector
+        >>> d = pathlib.Path(tempfile.mkdtemp())
+        >>> Image.new("RGB", (40, 30)).save(d / "a.jpg"); _ = (d / "b.jpg").write_bytes(b"not a jpeg")
+        >>> det = Detector.from_backbone("resnet18", input_size=32)
+        >>> [(pathlib.Path(r["source"]).name, r["status"]) for r in detect_many(det, d, progress=False)]
+        [('a.jpg', 'ok'), ('b.jpg', 'error')]
+    """
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if num_workers is None:
+        num_workers = min(4, os.cpu_count() or 1)
+    if not isinstance(num_workers, int) or num_workers < 1:
+        raise ConfigError(f"num_workers must be a positive integer, got {num_workers!r}")
+    if prefetch_size is None:
+        prefetch_size = 2 * batch_size
+    if not isinstance(prefetch_size, int) or prefetch_size < 1:
+        raise ConfigError(f"prefetch_size must be a positive integer, got {prefetch_size!r}")
+    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= float(threshold) <= 1.0):
+        raise ConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if resume and overwrite:
+        raise ConfigError("resume=True and overwrite=True contradict each other: choose one")
+    out_path = None if output is None else os.fspath(output)
+    if resume and out_path is None:
+        raise ConfigError("resume=True needs output= (the JSON-lines file to continue)")
+    done: set[str] = set()
+    append_at = 0
+    if out_path is not None:
+        if os.path.isdir(out_path):
+            raise ConfigError(f"output {out_path} is a folder; pass a file path such as results.jsonl")
+        if resume:
+            done, append_at = _scan_output(out_path)
+        elif not overwrite and os.path.exists(out_path) and os.path.getsize(out_path) > 0:
+            raise ConfigError(
+                f"output {out_path} already holds results: pass resume=True (--resume) to continue it, "
+                "overwrite=True to start again, or another file"
+            )
+    # Resolved once, so an unknown name fails here rather than once per video.
+    if sampler is not None:
+        from ._samplers import get_sampler
+
+        sampler = get_sampler(sampler)
+    if aggregator is not None:
+        from ._aggregators import get_aggregator
+
+        aggregator = get_aggregator(aggregator)
+    paths = list_inputs(inputs, recursive=recursive)
+    todo = [p for p in paths if p not in done]
+    if done:
+        logger.info("resuming %s: %d of %d inputs already done", out_path, len(paths) - len(todo), len(paths))
+    return _run(
+        detector,
+        todo,
+        out_path=out_path,
+        append_at=append_at if resume else 0,
+        batch_size=batch_size,
+        num_workers=num_workers,
+        prefetch_size=max(prefetch_size, 1),
+        progress=progress,
+        sampler=sampler,
+        aggregator=aggregator,
+        threshold=threshold,
+    )
+
+
+def _open_output(path: str, append_at: int) -> IO[bytes]:
+    parent = os.path.dirname(path)
+    if parent:
+        os.makedirs(parent, exist_ok=True)
+    f = open(path, "r+b" if append_at and os.path.exists(path) else "wb")
+    if append_at:
+        # Cut off an incomplete last line left by a killed run before appending.
+        f.seek(append_at)
+        f.truncate()
+    return f
+
+
+def _run(
+    detector: Detector,
+    paths: list[str],
+    *,
+    out_path: str | None,
+    append_at: int,
+    batch_size: int,
+    num_workers: int,
+    prefetch_size: int,
+    progress: bool | None,
+    sampler: Any,
+    aggregator: Any,
+    threshold: float | None,
+) -> Iterator[dict[str, Any]]:
+    from ._cli import is_video_path
+    from ._detector import _progress_bar
+
+    pre = None if detector.config.faces.enabled else detector.config.preprocess
+    out = _open_output(out_path, append_at) if out_path is not None else None
+    bar = _progress_bar(len(paths), "detect", progress)
+    if bar is not None:
+        bar.unit = "file"
+    pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="dfd-decode")
+    # The window holds submitted-but-unconsumed inputs: decoded images wait here, so its
+    # length bounds memory. Videos hold no future; they are decoded by detect_video.
+    window: deque[tuple[str, Future[np.ndarray] | None]] = deque()
+    in_flight = 0  # images in the window
+    pending = iter(paths)
+
+    def fill() -> None:
+        nonlocal in_flight
+        if in_flight >= prefetch_size:
+            return
+        for path in pending:
+            if is_video_path(path):
+                window.append((path, None))
+            else:
+                window.append((path, pool.submit(_decode_image, path, pre)))
+                in_flight += 1
+                if in_flight >= prefetch_size:
+                    return
+
+    def emit(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+        for rec in records:
+            if out is not None:
+                out.write(json.dumps(rec, allow_nan=False).encode("utf-8") + b"\n")
+                out.flush()
+            if bar is not None:
+                bar.update(1)
+            yield rec
+
+    try:
+        fill()
+        while window:
+            path, fut = window[0]
+            if fut is None:
+                window.popleft()
+                fill()
+                yield from emit([_score_video(detector, path, batch_size, sampler, aggregator, threshold)])
+                continue
+            batch: list[tuple[str, Future[np.ndarray]]] = []
+            while window and len(batch) < batch_size:
+                p, f = window[0]
+                if f is None:
+                    break
+                window.popleft()
+                batch.append((p, f))
+            in_flight -= len(batch)
+            fill()
+            yield from emit(_score_images(detector, batch, batch_size, threshold))
+    finally:
+        for _, fut in window:
+            if fut is not None:
+                fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if bar is not None:
+            bar.close()
+        if out is not None:
+            out.close()
+
+
+def _score_images(
+    detector: Detector, batch: list[tuple[str, Future[np.ndarray]]], batch_size: int, threshold: float | None
+) -> list[dict[str, Any]]:
+    records: list[dict[str, Any] | None] = []
+    arrays: list[np.ndarray] = []
+    slots: list[int] = []
+    for path, fut in batch:
+        try:
+            image = fut.result()
+        except (DeepfakeDetectError, OSError) as e:
+            records.append(_error_record(path, e))
+            continue
+        slots.append(len(records))
+        records.append(None)
+        arrays.append(image)
+    if arrays:
+        results = detector.detect_image(arrays, batch_size=batch_size, threshold=threshold)
+        for slot, result in zip(slots, results):
+            rec = result.to_dict()
+            rec["source"] = batch[slot][0]
+            records[slot] = rec
+    return [r for r in records if r is not None]
+
+
+def _score_video(
+    detector: Detector, path: str, batch_size: int, sampler: Any, aggregator: Any, threshold: float | None
+) -> dict[str, Any]:
+    try:
+        result = detector.detect_video(
+            path, sampler=sampler, aggregator=aggregator, batch_size=batch_size, threshold=threshold, progress=False
+        )
+    except (DeepfakeDetectError, OSError) as e:
+        return _error_record(path, e)
+    rec = result.to_dict()
+    rec["source"] = path
+    return rec
