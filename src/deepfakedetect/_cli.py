@@ -46,7 +46,12 @@ def _build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("detect", help="score images and videos", description="Score images and videos.")
-    d.add_argument("files", nargs="+", help="image or video files (videos are recognised by extension)")
+    d.add_argument(
+        "files",
+        nargs="+",
+        help="image or video files (videos are recognised by extension), folders, glob patterns, "
+        "or .txt files listing paths",
+    )
     _add_model_args(d)
     d.add_argument("--json", action="store_true", help="print one JSON object per input (JSON lines)")
     d.add_argument(
@@ -64,6 +69,8 @@ def _build_parser() -> argparse.ArgumentParser:
     d.add_argument("--frames", action="store_true", help="with --json, include per-frame and per-face detail")
     d.add_argument("--allow-urls", action="store_true", help="allow URLs and ffmpeg protocols as video inputs")
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
+    d.add_argument("--output", default=None, help="append one JSON line per input to this file (see --resume)")
+    d.add_argument("--resume", action="store_true", help="with --output, skip inputs already in the file")
     d.set_defaults(func=_cmd_detect)
 
     from ._cli_train import add_subcommands
@@ -95,8 +102,43 @@ def _summary(result: Any, path: str) -> str:
     return line
 
 
+def _is_many(path: str) -> bool:
+    return Path(path).is_dir() or any(c in path for c in "*?[") or Path(path).suffix.lower() in (".txt", ".lst", ".list")
+
+
+def _cmd_detect_many(args: argparse.Namespace, detector: Any) -> int:
+    failures = 0
+    inputs = args.files[0] if len(args.files) == 1 else args.files
+    for record in detector.detect_many(
+        inputs,
+        output=args.output,
+        resume=args.resume,
+        batch_size=args.batch_size,
+        progress=False if args.no_progress else None,
+        sampler=args.sampler,
+        aggregator=args.aggregator,
+        threshold=args.threshold,
+    ):
+        if record.get("status") == "error":
+            failures += 1
+            print(f"deepfakedetect: error: {record.get('error')}", file=sys.stderr)
+        if args.json:
+            if not args.frames:
+                record.pop("frames", None)
+                record.pop("faces", None)
+            print(json.dumps(record))
+        elif record.get("status") != "error":
+            score = record.get("fake_score")
+            line = f"{record['source']}\tno_face" if score is None else f"{record['source']}\t{record['label']}\tfake_score={score:.4f}"
+            print(line)
+        sys.stdout.flush()
+    return 1 if failures else 0
+
+
 def _cmd_detect(args: argparse.Namespace) -> int:
     detector = _load_detector(args)
+    if args.output or any(_is_many(p) for p in args.files):
+        return _cmd_detect_many(args, detector)
     progress = False if args.no_progress or args.json else None
     failures = 0
     for path in args.files:

@@ -25,6 +25,7 @@ from ._results import FaceResult, FrameResult, ImageResult, VideoResult
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._explain import Explanation
     from ._faces import Face, FaceDetector, FaceStage
 
 logger = logging.getLogger(__name__)
@@ -261,7 +262,9 @@ class Detector:
         detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
         return detector
 
-    def save_pretrained(self, save_directory: str | Path, *, dtype: torch.dtype = torch.float32) -> Path:
+    def save_pretrained(
+        self, save_directory: str | Path, *, dtype: torch.dtype = torch.float32, model_card: str | None = None
+    ) -> Path:
         """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card.
 
         Files are written to a temporary name and renamed, so an interrupted save
@@ -271,6 +274,7 @@ class Detector:
             save_directory: The folder (created if missing).
             dtype: Floating-point type to store the weights in (``torch.float16``
                 halves the file; loading always restores float32).
+            model_card: The ``README.md`` text (default: one generated from the config).
 
         Returns:
             The folder.
@@ -295,7 +299,8 @@ class Detector:
         config = self.config.replace(library_version=__version__)
         _atomic_write(out / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
         _atomic_write(out / CONFIG_NAME, config.save)
-        _atomic_write(out / README_NAME, lambda p: p.write_text(render_model_card(config), encoding="utf-8"))
+        card = model_card if model_card is not None else render_model_card(config)
+        _atomic_write(out / README_NAME, lambda p: p.write_text(card, encoding="utf-8"))
         return out
 
     def push_to_hub(
@@ -630,6 +635,101 @@ class Detector:
             model=self.provenance,
         )
 
+
+    # ------------------------------------------------------------------ many files, explanations
+    def detect_many(self, inputs: Any, **options: Any) -> Iterator[dict[str, Any]]:
+        """Score many images and videos, yielding one JSON-ready record per input as it is done.
+
+        Decoding runs in background threads, overlapped with the model; with
+        ``output="results.jsonl"`` each record is appended and flushed, and
+        ``resume=True`` skips inputs already recorded, so a long run can stop and go on.
+        An unreadable input gives a record with ``"status": "error"``; the run continues.
+
+        Args:
+            inputs: A folder, a glob pattern (``"data/**/*.jpg"``), a text file listing
+                paths, or a list of paths.
+            **options: ``output``, ``resume``, ``overwrite``, ``batch_size``, ``num_workers``,
+                ``prefetch_size``, ``progress``, ``sampler``, ``aggregator``, ``threshold``,
+                ``recursive``; see ``docs/guides/batch-scoring.md``.
+
+        Returns:
+            An iterator of dictionaries (``ImageResult.to_dict()`` / ``VideoResult.to_dict()``).
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=32)
+            >>> for record in det.detect_many("photos/", output="scores.jsonl", resume=True):  # doctest: +SKIP
+            ...     print(record["source"], record["fake_score"])
+        """
+        from ._batch import detect_many
+
+        return detect_many(self, inputs, **options)
+
+    def explain(self, image: Any, *, target: str = "fake", layer: Any = None, face_index: int = 0) -> Explanation:
+        """Grad-CAM heat map of what made the model score ``image`` as it did.
+
+        With the face stage on, the map covers the face crop that ``detect_image``
+        scores; otherwise the preprocessed image.
+
+        Args:
+            image: One image: a path, PIL image, NumPy array (HWC) or torch tensor (CHW).
+            target: The label whose evidence to show, ``"fake"`` or ``"real"``.
+            layer: A module name (``"layer4"``), a module, or ``None`` for the last convolutional block.
+            face_index: Which face, with the face stage on (0 = the largest).
+
+        Returns:
+            An :class:`Explanation` with ``heatmap``, ``crop``, ``fake_score``, ``face`` and ``overlay()``.
+
+        Raises:
+            InputError: an input that is not one image.
+            NoFacesError: the face stage is on and found no face.
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=32)
+            >>> det.explain(np.zeros((40, 40, 3), np.uint8)).heatmap.shape
+            (32, 32)
+        """
+        from ._explain import explain
+
+        return explain(self, image, target=target, layer=layer, face_index=face_index)
+
+    def explain_video_frames(
+        self,
+        path: str | os.PathLike[str],
+        indices: Sequence[int],
+        *,
+        target: str = "fake",
+        layer: Any = None,
+        face_index: int = 0,
+        allow_urls: bool = False,
+        timeout: float = 120.0,
+    ) -> list[Explanation]:
+        """Grad-CAM heat maps for chosen frames of a video, decoded as ``detect_video`` decodes them.
+
+        Args:
+            path: The video file.
+            indices: Frame indices (e.g. the frames of a fake segment).
+            target: The label whose evidence to show, ``"fake"`` or ``"real"``.
+            layer: The module to take activations from (see :meth:`explain`).
+            face_index: Which face in each frame, with the face stage on.
+            allow_urls: Allow URLs and ffmpeg protocols as ``path``.
+            timeout: Seconds without progress after which decoding is abandoned.
+
+        Returns:
+            One :class:`Explanation` per decoded frame, with ``frame_index`` and ``timestamp``.
+
+        Raises:
+            VideoDecodeError: an unreadable video.
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18")
+            >>> maps = det.explain_video_frames("clip.mp4", [0, 30])  # doctest: +SKIP
+        """
+        from ._explain import explain_video_frames
+
+        return explain_video_frames(
+            self, path, indices, target=target, layer=layer, face_index=face_index,
+            allow_urls=allow_urls, timeout=timeout,
+        )
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
