@@ -306,6 +306,7 @@ def export_default(run_dir: Path, res: dict[str, Any], out: Path, table: str) ->
         aggregator=best,
         table=table,
         calibration=det.config.calibration,
+        points=", ".join(f"`{k}` {v:.3f}" for k, v in sorted(det.config.calibration.operating_points.items())),
         epochs=det.config.training.get("epochs"),
         best_epoch=det.config.training.get("best_epoch"),
     )
@@ -327,7 +328,9 @@ torchvision's weights) fine-tuned on face crops at {input_size} px, with the fac
 faces). Weights are stored in half precision and loaded as float32. Default video
 aggregator: `{aggregator}`, chosen by video AUC on held-out FaceForensics++ identity groups.
 
-Calibration (fitted on the validation split): {calibration}.
+Calibration (fitted on the validation split): temperature {calibration.temperature:.3f}, decision
+threshold {calibration.threshold:.3f} on `fake_score`; operating points (thresholds at a false-positive
+rate on the validation split): {points}.
 
 ## Training data and licences
 
