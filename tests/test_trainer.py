@@ -406,3 +406,21 @@ def test_balanced_class_weights_follow_the_head_order_not_the_alphabet() -> None
     run.t.class_weights = None
     assert run._criterion(y).weight.tolist() == [1.0, 1.0]
     assert run._targets(torch.tensor([1, 0])).tolist() == [1, 0]  # fake -> index 1 here
+
+
+def test_disk_cache_with_face_stage(tmp_path: Path) -> None:
+    """The disk cache key includes the face stage (a regression: it once called a removed method)."""
+    rng = np.random.default_rng(0)
+    for cls in ("real", "fake"):
+        (tmp_path / "data" / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)).save(tmp_path / "data" / cls / f"{i}.png")
+
+    def one_face(images):
+        return [[Face((5, 5, 30, 30), ((10, 12), (25, 12), (17, 18), (12, 25), (23, 25)), 0.99)] for _ in images]
+
+    trainer = Trainer("resnet18", weights=None, epochs=1, input_size=32, faces=True, face_detector=one_face,
+                      cache="disk", out_dir=tmp_path / "out", progress=False, val_fraction=0.3,
+                      test_fraction=0.0, batch_size=4)  # fmt: skip
+    trainer.fit(tmp_path / "data")
+    assert list((tmp_path / "out" / "cache").glob("*.npy"))

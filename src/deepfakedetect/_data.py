@@ -403,21 +403,11 @@ def _cache_key(samples: Sequence[Sample], pre: PreprocessConfig, detector: Detec
     h = hashlib.sha256()
     h.update(f"deepfakedetect-cache-1|{__version__}|{pre!r}".encode())
     if detector is not None:
-        h.update(f"|faces={detector.config.faces!r}|{detector._get_face_detector()!r}".encode())
+        h.update(f"|faces={detector.config.faces!r}|{detector._get_face_stage().detector!r}".encode())
     for s in samples:
         st = s.path.stat()
         h.update(f"|{s.path}|{s.label}|{st.st_size}|{st.st_mtime_ns}".encode())
     return h.hexdigest()[:20]
-
-
-def _atomic_replace(path: Path, write: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def _report_skipped(skipped: list[tuple[str, str]], total: int, strict: bool, what: str) -> None:
@@ -581,9 +571,11 @@ def prepare_images(
     images = out[ok] if out is not None and not ok.all() else out
     logger.info("prepared %d %s in %.1f s (%d skipped)", len(usable), desc, seconds, len(skipped))
     if cache_file is not None and images is not None:
+        from ._detector import _atomic_write
+
         index = {"kept": [str(s.path) for s in usable], "skipped": skipped, "seconds": seconds}
-        _atomic_replace(cache_file, lambda p: _save_npy(p, images))
-        _atomic_replace(
+        _atomic_write(cache_file, lambda p: _save_npy(p, images))
+        _atomic_write(
             cache_file.with_suffix(".json"), lambda p: p.write_text(json.dumps(index), encoding="utf-8")
         )
         images = np.load(cache_file, mmap_mode="r", allow_pickle=False)

@@ -92,6 +92,8 @@ class EvaluationReport:
         }
         if include_scores:
             d["items"] = self.items
+        from ._trainer import _jsonable
+
         return _jsonable(d)
 
     def to_markdown(self) -> str:
@@ -186,18 +188,6 @@ def _fmt(x: Any) -> str:
     if isinstance(x, float):
         return "n/a" if not math.isfinite(x) else f"{x:.4f}"
     return "n/a" if x is None else str(x)
-
-
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, float):
-        return x if math.isfinite(x) else None
-    if isinstance(x, dict):
-        return {str(k): _jsonable(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, (np.floating, np.integer)):
-        return _jsonable(x.item())
-    return x
 
 
 def _select(detector: Detector, data: DataArg, split: str, extensions: frozenset[str]) -> tuple[list[Sample], list[str]]:
