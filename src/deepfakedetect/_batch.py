@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, TypeVar, Union
 
 import numpy as np
-from PIL import Image
 
 from ._config import PreprocessConfig
 from ._errors import ConfigError, DeepfakeDetectError, InputError
@@ -285,28 +284,15 @@ def _prefetch(source: Iterator[T], maxsize: int) -> Iterator[T]:
         worker.join()
 
 
-def _shrink(image: np.ndarray, pre: PreprocessConfig) -> np.ndarray:
-    """Resize as :func:`~deepfakedetect._detector.resize_and_crop` does, without the crop.
-
-    Done in the decoding threads so that only small arrays wait in the window; the
-    model-side ``resize_and_crop`` then finds the size already right and only crops,
-    so scores are bit-identical to ``detect_image`` on the same file.
-    """
-    from ._detector import _RESAMPLE
-
-    h, w = image.shape[:2]
-    scale = pre.resize_size / min(h, w)
-    nw, nh = max(pre.input_size, round(w * scale)), max(pre.input_size, round(h * scale))
-    if (nw, nh) == (w, h):
-        return image
-    return np.asarray(Image.fromarray(image).resize((nw, nh), _RESAMPLE[pre.interpolation]))
-
-
 def _decode_image(path: str, pre: PreprocessConfig | None) -> np.ndarray:
     from ._images import load_image
 
+    from ._detector import resize_shorter_side
+
     image = load_image(path)
-    return image if pre is None else _shrink(image, pre)
+    # Resized in the decoding threads so only small arrays wait for the model; the model's
+    # own resize_and_crop then only crops, so scores equal detect_image's on the same file.
+    return image if pre is None else resize_shorter_side(image, pre)
 
 
 def _error_record(source: str, error: BaseException) -> dict[str, Any]:
