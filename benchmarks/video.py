@@ -1,0 +1,360 @@
+"""Video: time to a verdict and peak memory, the default pipeline against the original design's way.
+
+Generates (with the ffmpeg binary imageio-ffmpeg ships, in a temporary folder that is
+deleted afterwards) a 60 s 1920x1080 30 fps H.264 video: a real FaceForensics++ clip
+upscaled and looped when the shared data is present (so the face stage finds real
+faces), else ffmpeg's ``testsrc2`` pattern. x264's default keyframe interval (250) is
+kept, as most real videos have one about that long.
+
+Each pipeline runs in a fresh Python process (imports and model building included in
+its wall time), one after the other in the same run:
+
+- **original way**: ffmpeg writes every frame as a JPEG, each JPEG is loaded and
+  resized to 224x224, and a ResNet-50 in plain fp32 eager mode classifies every frame
+  (batches of 32); the verdict is the mean score.
+- **default pipeline**: ``Detector.from_backbone(B, faces=True).detect_video(path)``:
+  probe, 32 uniformly spread frames decoded by ffmpeg (only those, scaled in ffmpeg),
+  RetinaFace face crops, channels-last + bf16 (``precision="auto"``), mean.
+- with ``--overlap``: the same with decoding in a background thread (``_batch.prefetch``)
+  and batches of 8, to see whether overlapping decode with compute pays off.
+
+CPU time (the process's own plus its waited-for children's, ffmpeg included, from
+``getrusage``) is reported beside wall time: on a shared machine other load stretches
+wall time but barely changes the CPU work a pipeline needs.
+
+Peak memory is measured two ways: the sum of the resident memory of the process and
+all its descendants (ffmpeg included), sampled every 20 ms from ``/proc``; and
+the Python process's own peak from ``getrusage(RUSAGE_SELF)``, reported by the process
+when it ends. With ``--full`` the 1-minute video is also looped (stream
+copy, no re-encoding) to 30 minutes and the default pipeline's peak memory compared.
+
+Usage::
+
+    PYTHONPATH=src .venv/bin/python benchmarks/video.py            # about 5 minutes on 2 cores
+    PYTHONPATH=src .venv/bin/python benchmarks/video.py --full     # adds the 30-minute video
+    PYTHONPATH=src .venv/bin/python benchmarks/video.py --skip-original --runs 3 --overlap
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_SHARED = Path(os.environ.get("DEEPFAKEDETECT_SHARED", REPO.parent / "shared"))
+RETINAFACE = "weights/retinaface_mobilenet0.25.safetensors"
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def load_line() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"load average {one:.2f} / {five:.2f} / {fifteen:.2f} (1 / 5 / 15 min) on {os.cpu_count()} CPUs"
+
+
+# ----------------------------------------------------------------------------- making videos
+def make_video(out: Path, *, seconds: int, size: str, shared: Path) -> str:
+    """Encode the test video; returns what it was made from."""
+    w, h = size.split("x")
+    src_dir = shared / "data" / "videos" / "ffpp_c23" / "real"
+    sources = sorted(src_dir.glob("*.mp4")) if src_dir.is_dir() else []
+    common = ["-c:v", "libx264", "-preset", "veryfast", "-pix_fmt", "yuv420p", "-an", "-t", str(seconds)]
+    if sources:
+        src = sources[0]
+        args = ["-stream_loop", "-1", "-i", str(src), "-vf", f"scale={w}:{h}:flags=bicubic,fps=30", *common]
+        made_from = f"{src.name} (FaceForensics++ c23) upscaled to {size}, looped"
+    else:
+        args = ["-f", "lavfi", "-i", f"testsrc2=size={size}:rate=30", *common]
+        made_from = "ffmpeg testsrc2 (no faces: shared data absent)"
+    subprocess.run([ffmpeg_exe(), "-y", "-loglevel", "error", *args, str(out)], check=True)
+    return made_from
+
+
+def loop_video(src: Path, out: Path, *, times: int) -> None:
+    """``times`` copies of ``src`` back to back, stream copy (no re-encoding)."""
+    subprocess.run(
+        [ffmpeg_exe(), "-y", "-loglevel", "error", "-stream_loop", str(times - 1), "-i", str(src),
+         "-c", "copy", str(out)],
+        check=True,
+    )  # fmt: skip
+
+
+# ----------------------------------------------------------------------------- measuring a process
+def _tree_rss(pid: int) -> int:
+    """Resident bytes of ``pid`` and its descendants that run another program (ffmpeg).
+
+    A child between fork and exec still shows the parent's pages as its own; counting
+    it would add the whole Python process twice for a moment, so descendants running
+    the same executable as ``pid`` are left out.
+    """
+    try:
+        root_exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        return 0
+    total = 0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            if p == pid or os.readlink(f"/proc/{p}/exe") != root_exe:
+                with open(f"/proc/{p}/status") as f:
+                    for line in f:
+                        if line.startswith("VmRSS:"):
+                            total += int(line.split()[1]) * 1024
+                            break
+            for task in os.listdir(f"/proc/{p}/task"):
+                with open(f"/proc/{p}/task/{task}/children") as f:
+                    todo.extend(int(c) for c in f.read().split())
+        except (OSError, ValueError):
+            continue
+    return total
+
+
+def run_pipeline(mode: str, video: Path, backbone: str, *, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", mode, "--video", str(video), "--backbone", backbone]
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+    peak = 0
+    done = threading.Event()
+
+    def sample() -> None:
+        nonlocal peak
+        while not done.is_set():
+            peak = max(peak, _tree_rss(proc.pid))
+            done.wait(0.02)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    out, err = proc.communicate()
+    wall = time.perf_counter() - start
+    done.set()
+    sampler.join()
+    if proc.returncode != 0:
+        raise RuntimeError(f"pipeline {mode} failed ({proc.returncode}):\n{err[-3000:]}")
+    result = json.loads(out.strip().splitlines()[-1])
+    result.update(wall=wall, tree_peak=peak)
+    return result
+
+
+# ----------------------------------------------------------------------------- the pipelines (workers)
+def worker_original(video: Path) -> dict[str, Any]:
+    """Every frame to JPEG, reload each, ResNet-50 fp32 eager on every frame."""
+    t0 = time.perf_counter()
+    import numpy as np
+    import torch
+    import torchvision
+    from PIL import Image
+
+    model = torchvision.models.resnet50(weights=None)
+    model.fc = torch.nn.Linear(model.fc.in_features, 2)
+    model.eval()
+    t_model = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="dfd-frames-") as tmp:
+        subprocess.run(
+            [ffmpeg_exe(), "-loglevel", "error", "-i", str(video), "-q:v", "2", f"{tmp}/%06d.jpg"], check=True
+        )
+        t_split = time.perf_counter()
+        files = sorted(Path(tmp).glob("*.jpg"))
+        disk = sum(f.stat().st_size for f in files)
+        mean = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)
+        std = torch.tensor([0.229, 0.224, 0.225]).view(1, 3, 1, 1)
+        scores: list[float] = []
+        reload_s = 0.0
+        infer_s = 0.0
+        for start in range(0, len(files), 32):
+            r0 = time.perf_counter()
+            batch = np.stack(
+                [np.asarray(Image.open(f).convert("RGB").resize((224, 224), Image.BILINEAR)) for f in files[start : start + 32]]
+            )
+            x = (torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 255.0 - mean) / std
+            r1 = time.perf_counter()
+            with torch.no_grad():
+                scores.extend(torch.softmax(model(x), 1)[:, 0].tolist())
+            infer_s += time.perf_counter() - r1
+            reload_s += r1 - r0
+    end = time.perf_counter()
+    return {
+        "score": float(np.mean(scores)),
+        "frames": len(scores),
+        "jpeg_mb": disk / 1e6,
+        "phases": {
+            "imports+model": t_model - t0,
+            "ffmpeg to JPEG": t_split - t_model,
+            "JPEG reload+resize": reload_s,
+            "inference": infer_s,
+        },
+        "inside": end - t0,
+    }
+
+
+def worker_default(video: Path, backbone: str, *, overlap: bool) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    sys.path.insert(0, str(REPO / "src"))
+    from deepfakedetect import Detector
+
+    det = Detector.from_backbone(backbone, faces=True)
+    batch_size = 32
+    if overlap:
+        import deepfakedetect._video as video_mod
+        from deepfakedetect._batch import prefetch
+
+        original = video_mod.read_frames
+
+        def read_ahead(*a: Any, **kw: Any) -> Any:
+            return prefetch(original(*a, **kw), maxsize=8)
+
+        video_mod.read_frames = read_ahead  # detect_video imports it at call time
+        batch_size = 8
+    t_model = time.perf_counter()
+    v = det.detect_video(video, progress=False, batch_size=batch_size)
+    end = time.perf_counter()
+    return {
+        "score": v.fake_score,
+        "frames": v.num_decoded,
+        "faces": sum(len(f.faces) for f in v.frames),
+        "no_face_frames": v.frames_without_faces,
+        "phases": {"imports+model": t_model - t0, "detect_video": end - t_model},
+        "inside": end - t0,
+    }
+
+
+def worker(args: argparse.Namespace) -> int:
+    if args.worker == "original":
+        out = worker_original(Path(args.video))
+    else:
+        out = worker_default(Path(args.video), args.backbone, overlap=args.worker == "overlap")
+    # RUSAGE_CHILDREN is not used: a child's peak includes the parent pages it saw
+    # between fork and exec, so it reads as large as the Python process.
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # ffmpeg, once waited for
+    out["maxrss_self"] = me.ru_maxrss * 1024
+    out["cpu_s"] = me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+    print(json.dumps(out))
+    return 0
+
+
+# ----------------------------------------------------------------------------- driver
+def mb(x: float) -> str:
+    return f"{x / 1e6:.0f} MB"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--seconds", type=int, default=60)
+    p.add_argument("--size", default="1920x1080")
+    p.add_argument("--backbones", default="resnet50,mobilenet_v2", help="backbones of the default pipeline")
+    p.add_argument("--runs", type=int, default=2, help="runs of each default pipeline (median reported)")
+    p.add_argument("--skip-original", action="store_true", help="skip the original way (about 150-300 s)")
+    p.add_argument("--overlap", action="store_true", help="also the default pipeline with a background decode thread")
+    p.add_argument("--full", action="store_true", help="also a 30-minute video (peak memory 1 vs 30 min)")
+    p.add_argument("--long-minutes", type=int, default=30)
+    p.add_argument("--shared", default=str(DEFAULT_SHARED))
+    p.add_argument("--keep", default=None, help="write the generated videos to this folder and keep them")
+    p.add_argument("--video", default=None, help="use this video instead of generating one")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--backbone", default="resnet50", help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    if args.worker:
+        return worker(args)
+
+    shared = Path(args.shared)
+    env = dict(os.environ, DEEPFAKEDETECT_PROGRESS="0", PYTHONPATH=str(REPO / "src"))
+    weights = shared / RETINAFACE
+    if weights.is_file():
+        env.setdefault("DEEPFAKEDETECT_RETINAFACE_WEIGHTS", str(weights))
+    backbones = [b for b in args.backbones.split(",") if b]
+    tmp = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="dfd-video-bench-"))
+    tmp.mkdir(parents=True, exist_ok=True)
+    try:
+        if args.video:
+            video = Path(args.video)
+            made_from = f"given: {video}"
+        else:
+            video = tmp / "one_minute_1080p.mp4"
+            t = time.perf_counter()
+            made_from = make_video(video, seconds=args.seconds, size=args.size, shared=shared)
+            print(f"generated {video.name} ({video.stat().st_size / 1e6:.1f} MB) from {made_from} "
+                  f"in {time.perf_counter() - t:.0f} s\n")  # fmt: skip
+
+        print(f"## Time to a verdict, {args.seconds} s {args.size} H.264 (each pipeline in a fresh process)\n")
+        print(f"{load_line()} at start; video: {made_from}\n")
+        results: dict[str, list[dict[str, Any]]] = {}
+        plan = [(f"default ({b}, faces, 32 frames)", "default", b) for b in backbones]
+        if args.overlap:
+            plan += [(f"default + decode thread, batch 8 ({b})", "overlap", b) for b in backbones]
+        # Default pipelines before and after the original way, so load drifts hit both.
+        order: list[tuple[str, str, str]] = []
+        for r in range(args.runs):
+            if r == args.runs // 2 and not args.skip_original:
+                order.append(("original way (all frames to JPEG, ResNet-50 fp32)", "original", "resnet50"))
+            order.extend(plan)
+        if args.runs == 0 and not args.skip_original:
+            order.append(("original way (all frames to JPEG, ResNet-50 fp32)", "original", "resnet50"))
+        for label, mode, backbone in order:
+            res = run_pipeline(mode, video, backbone, env=env, args=args)
+            results.setdefault(label, []).append(res)
+            print(f"- {label}: {res['wall']:.1f} s wall, {res['cpu_s']:.1f} s CPU, peak {mb(res['tree_peak'])}, phases "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in res["phases"].items()), flush=True)  # fmt: skip
+        print()
+        print("| pipeline | runs | wall, median (s) | CPU time, median (s) | of which imports + model, wall (s) | "
+              "peak RSS, process tree | peak RSS, Python process alone | frames scored | "
+              "x faster than original (wall) | x less CPU than original |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        orig = results.get("original way (all frames to JPEG, ResNet-50 fp32)")
+        for label, rs in results.items():
+            wall = statistics.median(r["wall"] for r in rs)
+            cpu = statistics.median(r["cpu_s"] for r in rs)
+            setup = statistics.median(r["phases"]["imports+model"] for r in rs)
+            peak = max(r["tree_peak"] for r in rs)
+            self_peak = mb(max(r["maxrss_self"] for r in rs))
+            ratio = f"{orig[0]['wall'] / wall:.1f}x" if orig else "-"
+            cpu_ratio = f"{orig[0]['cpu_s'] / cpu:.1f}x" if orig else "-"
+            print(f"| {label} | {len(rs)} | {wall:.1f} | {cpu:.1f} | {setup:.1f} | {mb(peak)} | {self_peak} | "
+                  f"{rs[0]['frames']} | {ratio} | {cpu_ratio} |")  # fmt: skip
+        if orig:
+            o = orig[0]
+            print(f"\nOriginal way: {o['jpeg_mb']:.0f} MB of JPEG for {o['frames']} frames; phases "
+                  + ", ".join(f"{k} {v:.1f} s" for k, v in o["phases"].items()))  # fmt: skip
+        print(f"\n{load_line()} at end\n")
+
+        if args.full:
+            long_video = tmp / f"{args.long_minutes}_minutes.mp4"
+            t = time.perf_counter()
+            loop_video(video, long_video, times=max(1, round(args.long_minutes * 60 / args.seconds)))
+            print(f"## Peak memory, 1 minute vs {args.long_minutes} minutes (default pipeline, {backbones[0]})\n")
+            print(f"looped to {long_video.name} ({long_video.stat().st_size / 1e6:.0f} MB, stream copy) "
+                  f"in {time.perf_counter() - t:.0f} s; {load_line()}\n")  # fmt: skip
+            print("| video | wall (s) | CPU (s) | peak RSS, process tree | peak RSS, Python process alone | frames scored |")
+            print("|---|---|---|---|---|---|")
+            peaks = {}
+            for name, path in (("1 minute", video), (f"{args.long_minutes} minutes", long_video)):
+                res = run_pipeline("default", path, backbones[0], env=env, args=args)
+                peaks[name] = res["tree_peak"]
+                print(f"| {name} | {res['wall']:.1f} | {res['cpu_s']:.1f} | {mb(res['tree_peak'])} | "
+                      f"{mb(res['maxrss_self'])} | {res['frames']} |", flush=True)  # fmt: skip
+            a, b = peaks.values()
+            print(f"\n{args.long_minutes}-minute peak / 1-minute peak: {b / a:.3f}; {load_line()}\n")
+            long_video.unlink()
+    finally:
+        if not args.keep:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
