@@ -50,6 +50,7 @@ from ._faces import (
 )
 from ._images import load_image
 from ._model import list_backbones
+from ._ray import DetectorPredictor, detect_with_ray
 from ._results import FaceResult, FrameResult, ImageResult, VideoResult
 from ._samplers import (
     EveryKthSampler,
@@ -76,6 +77,7 @@ __all__ = [
     "DatasetError",
     "DeepfakeDetectError",
     "Detector",
+    "DetectorPredictor",
     "EvaluationReport",
     "EveryKthSampler",
     "Explanation",
@@ -116,6 +118,7 @@ __all__ = [
     "VideoResult",
     "__version__",
     "crop_face",
+    "detect_with_ray",
     "evaluate",
     "get_aggregator",
     "get_face_detector",

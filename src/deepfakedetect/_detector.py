@@ -19,7 +19,7 @@ from ._config import FaceConfig, ModelConfig, PreprocessConfig
 from ._errors import ConfigError, InputError, ModelLoadError, NoFacesError
 from ._images import describe_input, is_image_input, load_image
 from ._model import _load_strict, _signature, build_model, check_signatures
-from ._perf import resolve_precision
+from ._perf import InferenceCopy, resolve_precision
 from ._results import FaceResult, FrameResult, ImageResult, VideoResult
 from ._version import __version__
 
@@ -141,6 +141,8 @@ class Detector:
         self.model = model.eval().to(self.device)
         if self.device.type == "cpu":
             self.model = self.model.to(memory_format=torch.channels_last)
+        # Scoring runs a copy with BatchNorm folded in; self.model stays trainable and savable.
+        self._inference = InferenceCopy()
         self.source = source
         self.revision = revision
         self._face_detector = face_detector
@@ -429,10 +431,11 @@ class Detector:
             x = x.to(self.device, non_blocking=True)
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
+            model = self._inference.get(self.model, self.device)
             with torch.inference_mode(), torch.autocast(
                 self.device.type, dtype=self._autocast_dtype or torch.float32, enabled=self._autocast_dtype is not None
             ):
-                logits = self.model(x)
+                logits = model(x)
             probs = self.fake_probability(logits)
             out[start : start + len(x)] = probs.cpu().double().numpy()
         return out

@@ -10,7 +10,7 @@ wherever Ray writes (``ds.write_json``, ``ds.write_parquet``, ...).
 Example::
 
     import ray
-    from deepfakedetect._ray import detect_with_ray
+    from deepfakedetect import detect_with_ray
 
     ray.init()                                   # or ray.init(address="auto") on a cluster
     ds = detect_with_ray("/shared/corpus", model="org/detector", concurrency=8)

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ._errors import ConfigError, ModelLoadError
+from ._perf import fold_sequential_batchnorm
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ __all__ = [
     "decode_boxes",
     "decode_landmarks",
     "detect_faces",
-    "fuse_batchnorm",
     "load_retinaface",
     "make_priors",
     "resolve_device",
@@ -198,33 +198,6 @@ class RetinaFace(nn.Module):
         return loc, logits, landmarks
 
 
-def fuse_batchnorm(model: nn.Module) -> nn.Module:
-    """Fold every BatchNorm that follows a convolution into it, in place (inference only).
-
-    Args:
-        model: A network in eval mode whose conv/BN pairs are adjacent in ``nn.Sequential``.
-
-    Returns:
-        The same module, with those BatchNorms replaced by ``nn.Identity``.
-
-    Example:
-        >>> net = RetinaFace().eval()
-        >>> x = torch.randn(1, 3, 32, 32)
-        >>> before = net(x)[0]
-        >>> torch.allclose(before, fuse_batchnorm(net)(x)[0], atol=1e-4)
-        True
-    """
-    for module in model.modules():
-        if not isinstance(module, nn.Sequential):
-            continue
-        for i in range(len(module) - 1):
-            conv, bn = module[i], module[i + 1]
-            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
-                module[i] = torch.nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
-                module[i + 1] = nn.Identity()
-    return model
-
-
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """The device to run on: CUDA when available and none was named.
 
@@ -298,7 +271,7 @@ def load_retinaface(path: str | Path, *, device: str | torch.device | None = "cp
         raise ModelLoadError(f"cannot load RetinaFace weights from {path}: {e}") from e
     model.eval()
     if fuse:
-        fuse_batchnorm(model)
+        fold_sequential_batchnorm(model)
     target = resolve_device(device)
     try:
         # Channels-last runs this depthwise-heavy network about 1.5x faster on CPU.
