@@ -45,8 +45,10 @@ from deepfakedetect._video import probe_video, read_frames
 # FF++ identity groups held out entirely: scored at frame and video level, never trained on.
 TEST_GROUPS = {("033", "097"), ("210", "241"), ("648", "654"), ("159", "175")}
 VAL_GROUPS = {("134", "192")}
-FRAMES_PER_REAL_VIDEO = 24  # reals are fewer than fakes (20 vs 36): more frames each
-FRAMES_PER_FAKE_VIDEO = 12
+# Reals are fewer than fakes (20 vs 36 videos): more frames each; real frames are also
+# the sources of the default model's self-blended fakes.
+FRAMES_PER_REAL_VIDEO = 64
+FRAMES_PER_FAKE_VIDEO = 24
 INPUT_SIZE = 160
 EPOCHS = 10
 
@@ -85,7 +87,7 @@ def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str,
         ),
         "default": dict(
             common, backbone="mobilenet_v2", weights=mnv2, faces=FACES, augment=AugmentConfig(), data="all",
-            title="default model: MobileNetV2, ImageNet, face crops, all data",
+            self_blend=1.0, title="default model: MobileNetV2, ImageNet, face crops, self-blended fakes, all data",
         ),
     }
 
@@ -128,54 +130,84 @@ def ffpp_videos(shared: Path) -> dict[str, list[tuple[Path, int]]]:
     return out
 
 
-def prepare(shared: Path, work: Path) -> None:
-    """Build the dataset folders (symlinks to the shared files, plus generated files)."""
-    data = work / "data"
-    marker = data / ".done"
-    if marker.exists():
+def _built(folder: Path, recipe: str) -> bool:
+    """Whether ``folder`` was built from ``recipe`` (its ``.recipe`` file says so)."""
+    marker = folder / ".recipe"
+    return marker.is_file() and marker.read_text() == recipe
+
+
+def _rebuild(folder: Path, recipe: str, build: Any) -> None:
+    if _built(folder, recipe):
         return
+    if folder.exists():
+        shutil.rmtree(folder)
     t0 = time.time()
+    build(folder)
+    (folder / ".recipe").write_text(recipe)
+    print(f"prepared {folder} ({time.time() - t0:.0f} s)", file=sys.stderr)
+
+
+def prepare(shared: Path, work: Path) -> None:
+    """Build the dataset folders (symlinks to the shared files, plus generated files).
+
+    Each folder records the recipe it was built from and is rebuilt only when that changes.
+    """
+    data = work / "data"
     lfw = shared / "data" / "faces" / "lfw_faceswap"
-    # LFW test re-encoded at a single JPEG quality, so file-format cues are gone.
-    for cls in ("real", "fake"):
-        for p in sorted((lfw / "test" / cls).glob("*.jpg")):
-            out = data / "lfw_q75" / "test" / cls / p.name
-            if not out.exists():
+
+    def lfw_q75(folder: Path) -> None:
+        # LFW test re-encoded at a single JPEG quality, so file-format cues are gone.
+        for cls in ("real", "fake"):
+            for p in sorted((lfw / "test" / cls).glob("*.jpg")):
+                out = folder / "test" / cls / p.name
                 out.parent.mkdir(parents=True, exist_ok=True)
                 Image.open(p).convert("RGB").save(out, quality=75)
-    # StyleGAN2 / FFHQ: 60/20/20 per class, seeded.
-    sg = shared / "data" / "faces" / "stylegan2_ffhq"
-    rng = random.Random(0)
-    for cls in ("real", "fake"):
-        files = sorted((sg / cls).glob("*.jpg"))
-        rng.shuffle(files)
-        n = len(files)
-        cuts = {"train": files[: int(0.6 * n)], "val": files[int(0.6 * n) : int(0.8 * n)], "test": files[int(0.8 * n) :]}
-        for split, fs in cuts.items():
-            for p in fs:
-                _link(p, data / "stylegan" / split / cls / p.name)
-    # FF++ frames, by identity-group split, as JPEG quality 95 for both classes alike.
-    for split, videos in ffpp_videos(shared).items():
-        for path, label in videos:
-            cls = "fake" if label else "real"
-            info = probe_video(path)
-            k = FRAMES_PER_FAKE_VIDEO if label else FRAMES_PER_REAL_VIDEO
-            idx = np.linspace(0, info.num_frames - 1, k + 2)[1:-1].round().astype(int).tolist()
-            for i, frame in read_frames(info, idx):
-                out = data / "ffpp_frames" / split / cls / f"{path.stem}_{i:05d}.jpg"
-                out.parent.mkdir(parents=True, exist_ok=True)
-                Image.fromarray(frame).save(out, quality=95)
-    # Everything together, for the default model.
-    for src_name in ("stylegan", "ffpp_frames"):
-        for p in sorted((data / src_name).glob("*/*/*")):
-            split, cls = p.parent.parent.name, p.parent.name
-            _link(p, data / "all" / split / cls / f"{src_name}__{p.name}")
-    for p in sorted(lfw.glob("*/*/*.jpg")):
-        _link(p, data / "all" / p.parent.parent.name / p.parent.name / f"lfw__{p.name}")
-    for p in sorted(lfw.glob("*/*/*.jpg")):
-        _link(p, data / "lfw" / p.parent.parent.name / p.parent.name / p.name)
-    marker.write_text("ok\n")
-    print(f"prepared data in {data} ({time.time() - t0:.0f} s)", file=sys.stderr)
+
+    def stylegan(folder: Path) -> None:
+        # StyleGAN2 / FFHQ: 60/20/20 per class, seeded.
+        sg = shared / "data" / "faces" / "stylegan2_ffhq"
+        rng = random.Random(0)
+        for cls in ("real", "fake"):
+            files = sorted((sg / cls).glob("*.jpg"))
+            rng.shuffle(files)
+            n = len(files)
+            cuts = {"train": files[: int(0.6 * n)], "val": files[int(0.6 * n) : int(0.8 * n)], "test": files[int(0.8 * n) :]}
+            for split, fs in cuts.items():
+                for p in fs:
+                    _link(p, folder / split / cls / p.name)
+
+    def ffpp_frames(folder: Path) -> None:
+        # FF++ frames, by identity-group split, as JPEG quality 95 for both classes alike.
+        for split, videos in ffpp_videos(shared).items():
+            for path, label in videos:
+                cls = "fake" if label else "real"
+                info = probe_video(path)
+                k = FRAMES_PER_FAKE_VIDEO if label else FRAMES_PER_REAL_VIDEO
+                idx = np.linspace(0, info.num_frames - 1, k + 2)[1:-1].round().astype(int).tolist()
+                for i, frame in read_frames(info, idx):
+                    out = folder / split / cls / f"{path.stem}_{i:05d}.jpg"
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    Image.fromarray(frame).save(out, quality=95)
+
+    def lfw_links(folder: Path) -> None:
+        for p in sorted(lfw.glob("*/*/*.jpg")):
+            _link(p, folder / p.parent.parent.name / p.parent.name / p.name)
+
+    def everything(folder: Path) -> None:
+        # Everything together, for the default model.
+        for src_name in ("stylegan", "ffpp_frames"):
+            for p in sorted((data / src_name).glob("*/*/*")):
+                split, cls = p.parent.parent.name, p.parent.name
+                _link(p, folder / split / cls / f"{src_name}__{p.name}")
+        for p in sorted(lfw.glob("*/*/*.jpg")):
+            _link(p, folder / p.parent.parent.name / p.parent.name / f"lfw__{p.name}")
+
+    frames = f"ffpp frames per real video {FRAMES_PER_REAL_VIDEO}, per fake {FRAMES_PER_FAKE_VIDEO}"
+    _rebuild(data / "lfw", "lfw links", lfw_links)
+    _rebuild(data / "lfw_q75", "lfw test at JPEG q75", lfw_q75)
+    _rebuild(data / "stylegan", "stylegan 60/20/20 seed 0", stylegan)
+    _rebuild(data / "ffpp_frames", frames, ffpp_frames)
+    _rebuild(data / "all", f"all: lfw, stylegan, {frames}", everything)
 
 
 # ---------------------------------------------------------------------- runs

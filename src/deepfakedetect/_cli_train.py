@@ -73,6 +73,13 @@ def add_subcommands(subparsers: Any) -> None:
         help="crop faces (RetinaFace) for training and inference (default: whole images)",
     )
     t.add_argument("--no-augment", action="store_true", help="train without augmentation")
+    t.add_argument(
+        "--self-blend",
+        type=float,
+        default=0.0,
+        metavar="RATIO",
+        help="synthetic self-blended fakes per real image and epoch (SBI; 0 = off, 1 = one per real)",
+    )
     t.add_argument("--precision", choices=("auto", "fp32", "bf16", "fp16"), default="auto")
     t.add_argument("--grad-clip", type=float, default=1.0, help="max gradient norm; 0 turns clipping off")
     t.add_argument("--select-metric", default="val_auc", help="val_auc, val_accuracy, val_balanced_accuracy, val_loss, val_eer")
@@ -138,6 +145,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         grad_clip=args.grad_clip if args.grad_clip and args.grad_clip > 0 else None,
         augment=None if args.no_augment else AugmentConfig(),
+        self_blend=args.self_blend,
         input_size=args.input_size,
         faces=args.faces,
         select_metric=args.select_metric,

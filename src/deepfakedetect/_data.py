@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from ._blend import self_blend
 from ._config import PreprocessConfig
 from ._errors import DatasetError, DeepfakeDetectError
 from ._version import __version__
@@ -324,8 +325,13 @@ def find_dataset(
     )
 
 
-def check_classes(samples: Sequence[Sample], what: str) -> None:
+def check_classes(samples: Sequence[Sample], what: str, *, fakes_optional: bool = False) -> None:
     """Raise :class:`DatasetError` unless ``samples`` hold both real and fake files.
+
+    Args:
+        samples: The files.
+        what: What they are, for the message.
+        fakes_optional: Real files alone suffice (training with self-blended fakes).
 
     Example:
         >>> check_classes([], "training data")
@@ -335,7 +341,7 @@ def check_classes(samples: Sequence[Sample], what: str) -> None:
     """
     n_fake = sum(s.y for s in samples)
     n_real = len(samples) - n_fake
-    if n_fake == 0 or n_real == 0:
+    if n_real == 0 or (n_fake == 0 and not fakes_optional):
         raise DatasetError(f"{what} has {n_real} real and {n_fake} fake files; both classes are needed ({_EXPECTED})")
 
 
@@ -604,10 +610,16 @@ class ImageDataset(Dataset):
     randomness from a generator seeded with ``(seed, e, i)``, so it does not depend on
     the number of data-loading workers or processes, and a resumed run repeats it.
 
+    With ``self_blend``, items past the prepared ones are synthetic fakes: each is a
+    self-blended image (:func:`~deepfakedetect._blend.self_blend`) of a real sample,
+    drawn afresh every epoch, then augmented like any other item.
+
     Args:
         prepared: The inputs.
         augment: A transform on ``uint8`` (3, S, S) tensors (see ``build_augment``), or ``None``.
         seed: Base seed of the augmentation.
+        self_blend: Synthetic fakes per real sample and epoch (0: none; 0.5: one for
+            half of the reals, a different half each epoch).
 
     Example:
         >>> prep = PreparedImages([Sample(Path("x.jpg"), "fake", Path("."))],
@@ -617,7 +629,7 @@ class ImageDataset(Dataset):
         ((3, 16, 16), 1, 0)
     """
 
-    def __init__(self, prepared: PreparedImages, *, augment: Any = None, seed: int = 0) -> None:
+    def __init__(self, prepared: PreparedImages, *, augment: Any = None, seed: int = 0, self_blend: float = 0.0) -> None:
         self.prepared = prepared
         self.augment = augment
         self.seed = int(seed)
@@ -625,21 +637,40 @@ class ImageDataset(Dataset):
         pre = prepared.preprocess
         self._mean = torch.tensor(pre.mean, dtype=torch.float32).view(3, 1, 1) * 255.0
         self._std = torch.tensor(pre.std, dtype=torch.float32).view(3, 1, 1) * 255.0
-        self._y = prepared.y
+        self._reals = np.flatnonzero(prepared.y == 0)
+        n_blend = round(float(self_blend) * len(self._reals))
+        self._y = np.concatenate([prepared.y, np.ones(n_blend, dtype=np.int64)])
+        self._blend_of = np.empty(n_blend, dtype=np.int64)
+        self.set_epoch(0)
+
+    @property
+    def y(self) -> np.ndarray:
+        """Labels of every item, synthetic fakes included (1 fake, 0 real)."""
+        return self._y
 
     def set_epoch(self, epoch: int) -> None:
         """Choose the epoch, which (with the seed and index) fixes each item's augmentation."""
         self.epoch = int(epoch)
+        if len(self._blend_of):
+            # Which reals become synthetic fakes this epoch: a seeded shuffle, cycled.
+            order = np.random.default_rng([self.seed & 0xFFFFFFFF, self.epoch, 1]).permutation(self._reals)
+            self._blend_of = order[np.arange(len(self._blend_of)) % len(order)]
 
     def __len__(self) -> int:
-        return len(self.prepared)
+        return len(self._y)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
-        x = torch.from_numpy(np.array(self.prepared.get(i), copy=True)).permute(2, 0, 1)
-        if self.augment is not None:
+        n = len(self.prepared)
+        blend = i >= n
+        source = int(self._blend_of[i - n]) if blend else i
+        x = torch.from_numpy(np.array(self.prepared.get(source), copy=True)).permute(2, 0, 1)
+        if self.augment is not None or blend:
             with torch.random.fork_rng(devices=[]), _threads(1):
                 torch.manual_seed(_item_seed(self.seed, self.epoch, i))
-                x = self.augment(x)
+                if blend:
+                    x = self_blend(x)
+                if self.augment is not None:
+                    x = self.augment(x)
         x = (x.float() - self._mean) / self._std
         return x, int(self._y[i]), int(i)
 

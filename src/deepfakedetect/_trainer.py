@@ -492,6 +492,13 @@ class Trainer:
         grad_clip: Maximum gradient norm, or ``None`` for no clipping.
         augment: An :class:`AugmentConfig` (default: the default one) or ``None`` for
             no augmentation. Only training data is augmented.
+        self_blend: Synthetic fakes per real training image and epoch, made from the
+            real face itself (self-blended images, SBI: a shifted, recoloured,
+            sharpened or blurred copy blended back through a random face mask; see
+            ``docs/concepts/self-blending.md``). They teach the blending seam that face
+            swaps and reenactments share, which carries over to methods and people
+            not in the training data. 0 (default) turns it off; 1 adds one per real.
+            The mask assumes face crops (the face stage on) or face-centred photos.
         input_size: Side of the square input.
         faces: Face stage of a new detector: ``None``/``False`` (whole images),
             ``True`` or a :class:`FaceConfig`. With faces on, training images are cropped
@@ -547,6 +554,7 @@ class Trainer:
         precision: str = "auto",
         grad_clip: float | None = 1.0,
         augment: AugmentConfig | None = AugmentConfig(),  # noqa: B008 - frozen dataclass
+        self_blend: float = 0.0,
         input_size: int = 224,
         faces: bool | FaceConfig | None = None,
         face_detector: Callable[..., Any] | None = None,
@@ -588,6 +596,7 @@ class Trainer:
         _check_number("weight_decay", weight_decay, 0.0, 10.0, allow_none=True)
         _check_number("warmup_epochs", warmup_epochs, 0.0, 1e6)
         _check_number("grad_clip", grad_clip, 1e-6, 1e6, allow_none=True)
+        _check_number("self_blend", self_blend, 0.0, 10.0)
         _check_number("val_fraction", val_fraction, 0.0, 0.9)
         _check_number("test_fraction", test_fraction, 0.0, 0.9)
         if unfreeze_at_epoch is not None and not freeze_backbone:
@@ -618,6 +627,7 @@ class Trainer:
         self.precision = precision
         self.grad_clip = grad_clip
         self.augment = augment
+        self.self_blend = float(self_blend)
         self.input_size = input_size
         self.faces = faces
         self.face_detector = face_detector
@@ -661,6 +671,7 @@ class Trainer:
             "precision": self.precision,
             "grad_clip": self.grad_clip,
             "augment": self.augment.to_dict() if self.augment is not None else None,
+            "self_blend": self.self_blend,
             "input_size": self.input_size,
             "select_metric": self.select_metric,
             "early_stopping_patience": self.early_stopping_patience,
@@ -745,7 +756,8 @@ class _Run:
                     f"{len(overlap)} validation files are also training files (e.g. {min(overlap)}); "
                     "keep validation data apart"
                 )
-        check_classes(train, f"the training split of {', '.join(str(r) for r in splits.roots)}")
+        # With self-blended fakes, real images alone can be trained on (as SBI was).
+        check_classes(train, f"the training split of {', '.join(str(r) for r in splits.roots)}", fakes_optional=t.self_blend > 0)
         check_classes(val_samples, "the validation data")
         return splits, train, val_samples, test, val_roots
 
@@ -788,11 +800,11 @@ class _Run:
         train_p = self._prepare(train_s, det, "training images")
         val_p = self._prepare(val_s, det, "validation images")
         data_seconds = time.perf_counter() - data_start
-        check_classes(train_p.samples, "the usable training images")
+        check_classes(train_p.samples, "the usable training images", fakes_optional=t.self_blend > 0)
         check_classes(val_p.samples, "the usable validation images")
 
         augment = build_augment(t.augment, input_size=config.preprocess.input_size) if t.augment is not None else None
-        train_ds = ImageDataset(train_p, augment=augment, seed=t.seed)
+        train_ds = ImageDataset(train_p, augment=augment, seed=t.seed, self_blend=t.self_blend)
         val_ds = ImageDataset(val_p)
         self.train_sampler = _ShardSampler(len(train_ds), rank=self.dist.rank, world=self.dist.world, shuffle=True, seed=t.seed)
         val_sampler = _ShardSampler(len(val_ds), rank=self.dist.rank, world=self.dist.world, shuffle=False, seed=t.seed)
@@ -810,7 +822,7 @@ class _Run:
         head = _last_linear(model)[2]
         head_ids = {id(p) for p in head.parameters()}
         self.head = head
-        self.criterion = self._criterion(train_p.y)
+        self.criterion = self._criterion(train_ds.y)
         decay = [p for p in model.parameters() if p.ndim > 1]
         no_decay = [p for p in model.parameters() if p.ndim <= 1]
         groups = [
