@@ -59,7 +59,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from deepfakedetect import Detector  # noqa: E402
-from deepfakedetect._perf import cpu_has_fast_bf16  # noqa: E402
+from deepfakedetect._perf import InferenceCopy, cpu_has_fast_bf16, fold_batchnorm  # noqa: E402
 
 DEFAULT_SHARED = Path(os.environ.get("DEEPFAKEDETECT_SHARED", REPO.parent / "shared"))
 MOBILENET_WEIGHTS = "weights/mobilenet_v2_imagenet1k_v1.safetensors"
@@ -139,13 +139,6 @@ def count_flops(model: nn.Module, size: int = 224) -> float:
     return float(counter.get_total_flops())
 
 
-def fold_batchnorm(model: nn.Module) -> nn.Module:
-    """A copy with every BatchNorm that follows a convolution folded into it (torch.fx)."""
-    from torch.fx.experimental.optimization import fuse
-
-    return fuse(copy.deepcopy(model).eval())
-
-
 def build(name: str, *, weights: str | None = None) -> nn.Module:
     from deepfakedetect._model import build_model
 
@@ -165,21 +158,19 @@ class Runner:
         fold: bool = False,
         compile: bool = False,
     ) -> None:
-        m = fold_batchnorm(model) if fold else copy.deepcopy(model)
-        m = m.to(device).eval()
-        if channels_last:
-            m = m.to(memory_format=torch.channels_last)
         self.compile_s = 0.0
         self.device = device
         self.channels_last = channels_last
         self.dtype = dtype
-        if compile:
-            import torch._inductor.config as inductor_config
-
-            inductor_config.freezing = True
-            m = torch.compile(m)
-        self.model = m
         self.compiled = compile
+        if compile:  # what Detector.compile() runs: folded, channels-last, inductor with frozen weights
+            self.model = InferenceCopy().get(model.eval(), device, compiled=True)
+            return
+        m = fold_batchnorm(model) if fold else copy.deepcopy(model)
+        m = m.to(device).eval()
+        if channels_last:
+            m = m.to(memory_format=torch.channels_last)
+        self.model = m
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.device)
@@ -198,18 +189,32 @@ class Runner:
         self.compile_s = time.perf_counter() - start
 
 
-def modes(device: torch.device, *, with_compile: bool) -> dict[str, dict[str, object]]:
+def has_fast_half(device: torch.device) -> bool:
+    """Whether reduced precision is native here (elsewhere bf16 is emulated, 100x slower than fp32)."""
+    return device.type == "cuda" or cpu_has_fast_bf16()
+
+
+def modes(device: torch.device, *, with_compile: bool, all_modes: bool) -> dict[str, dict[str, object]]:
     half = torch.bfloat16 if device.type == "cpu" else (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+    native = has_fast_half(device)
+    auto = half if native else None  # what precision="auto" picks here
+    h = _short(half)
     out: dict[str, dict[str, object]] = {
         "fp32 eager": {"channels_last": False, "dtype": None},
         "channels-last": {"channels_last": True, "dtype": None},
-        f"{_short(half)} autocast": {"channels_last": False, "dtype": half},
-        f"channels-last + {_short(half)} (Detector auto)": {"channels_last": True, "dtype": half},
-        "channels-last + BN folded": {"channels_last": True, "dtype": None, "fold": True},
-        f"channels-last + {_short(half)} + BN folded": {"channels_last": True, "dtype": half, "fold": True},
+        "channels-last + BN folded" + ("" if native else " (Detector default)"): {
+            "channels_last": True, "dtype": None, "fold": True,
+        },
     }
+    if native or all_modes:
+        out[f"{h} autocast"] = {"channels_last": False, "dtype": half}
+        out[f"channels-last + {h}"] = {"channels_last": True, "dtype": half}
+        out[f"channels-last + {h} + BN folded" + (" (Detector default)" if native else "")] = {
+            "channels_last": True, "dtype": half, "fold": True,
+        }
     if with_compile:
-        out[f"torch.compile (freezing) + {_short(half)}"] = {"channels_last": True, "dtype": half, "compile": True}
+        label = "Detector.compile(): torch.compile, frozen" + (f" + {h}" if auto is not None else "")
+        out[label] = {"channels_last": True, "dtype": auto, "compile": True}
     return out
 
 
@@ -217,21 +222,36 @@ def _short(dtype: torch.dtype) -> str:
     return {torch.bfloat16: "bf16", torch.float16: "fp16"}.get(dtype, str(dtype))
 
 
-def peak_fns(device: torch.device, n: int = 2048) -> tuple[dict[str, Callable[[], object]], float]:
-    a32 = torch.randn(n, n, device=device)
-    b32 = torch.randn(n, n, device=device)
-    a16, b16 = a32.bfloat16(), b32.bfloat16()
-    return {"mm fp32": lambda: torch.mm(a32, b32), "mm bf16": lambda: torch.mm(a16, b16)}, 2.0 * n**3
+def peak_fns(device: torch.device, *, half: bool, n: int = 2048, c: int = 1024, hw: int = 32) -> tuple[dict[str, Callable[[], object]], dict[str, float]]:
+    """Dense-arithmetic peaks to compare against: ``torch.mm`` (MKL or cuBLAS) and a 1x1
+    convolution (a GEMM through oneDNN on CPUs, the library convolutions use), in fp32
+    and, where the hardware has it natively, bf16. Returns the callables and their FLOPs."""
+    fns: dict[str, Callable[[], object]] = {}
+    flops: dict[str, float] = {}
+    dtypes = [("fp32", torch.float32)] + ([("bf16", torch.bfloat16)] if half else [])
+    for tag, dt in dtypes:
+        a, b = torch.randn(n, n, device=device, dtype=dt), torch.randn(n, n, device=device, dtype=dt)
+        fns[f"mm {tag}"] = lambda a=a, b=b: torch.mm(a, b)
+        flops[f"mm {tag}"] = 2.0 * n**3
+        x = torch.randn(1, c, hw, hw, device=device, dtype=dt).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(c, c, 1, 1, device=device, dtype=dt).contiguous(memory_format=torch.channels_last)
+        fns[f"conv1x1 {tag}"] = lambda x=x, w=w: torch.nn.functional.conv2d(x, w)
+        flops[f"conv1x1 {tag}"] = 2.0 * c * c * hw * hw
+    return fns, flops
 
 
 # ----------------------------------------------------------------------------- 1. throughput
 def throughput(args: argparse.Namespace, device: torch.device) -> None:
-    mm, mm_flops = peak_fns(device)
-    ways = modes(device, with_compile=args.compile)
-    print("## 1. Throughput (images/s; GFLOP/s; share of the matmul peak measured in the same rounds)\n")
+    half = has_fast_half(device)
+    peaks, peak_flops = peak_fns(device, half=half)
+    ways = modes(device, with_compile=args.compile, all_modes=args.all_modes)
+    print("## 1. Throughput (images/s; GFLOP/s; share of the dense-arithmetic peaks measured in the same rounds)\n")
     print(f"{hardware_line(device)}; {load_line()} at start; median of {args.runs} rounds, "
           f"each at least {args.min_time:g} s per mode\n")  # fmt: skip
-    print("| model | batch | mode | images/s | x fp32 eager | GFLOP/s | % of fp32 peak | % of bf16 peak |")
+    if not half and not args.all_modes:
+        print("No native bf16 here: bf16 is emulated (about 100x slower than fp32), so `precision=\"auto\"` "
+              "runs fp32 and the bf16 modes and peaks are left out (`--all-modes` adds the modes).\n")  # fmt: skip
+    print("| model | batch | mode | images/s | x fp32 eager | GFLOP/s | % of fp32 peak | % of the best peak |")
     print("|---|---|---|---|---|---|---|---|")
     compile_notes = []
     for name in args.models:
@@ -242,23 +262,25 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
             x = torch.randn(batch, 3, 224, 224)
             inputs = {label: r.prepare(x) for label, r in runners.items()}
             for label, r in runners.items():
-                if r.compiled and r.compile_s == 0.0:
+                if r.compiled:  # static shapes: each batch size compiles once
                     r.warm(inputs[label])
-                    compile_notes.append(f"{name}: first compiled call {r.compile_s:.1f} s (batch {batch})")
+                    compile_notes.append(f"{name}, batch {batch}: first compiled call {r.compile_s:.1f} s")
             fns: dict[str, Callable[[], object]] = {
                 label: (lambda r=r, t=inputs[label]: r(t)) for label, r in runners.items()
             }
-            fns.update(mm)
+            fns.update(peaks)
             med = interleaved(fns, device, runs=args.runs, min_time=args.min_time)
-            peak32 = mm_flops / med["mm fp32"] / 1e9
-            peak16 = mm_flops / med["mm bf16"] / 1e9
+            rates = {k: peak_flops[k] / med[k] / 1e9 for k in peaks}
+            peak32 = max(v for k, v in rates.items() if k.endswith("fp32"))
+            best = max(rates.values())
             ref = batch / med["fp32 eager"]
             for label in runners:
                 ips = batch / med[label]
                 gflops = ips * flops / 1e9
                 print(f"| {name} | {batch} | {label} | {ips:.1f} | {ips / ref:.2f} | {gflops:.0f} | "
-                      f"{100 * gflops / peak32:.0f}% | {100 * gflops / peak16:.0f}% |")  # fmt: skip
-            print(f"| (matmul peak) | | torch.mm 2048, this block | | | fp32 {peak32:.0f}, bf16 {peak16:.0f} | | |")
+                      f"{100 * gflops / peak32:.0f}% | {100 * gflops / best:.0f}% |")  # fmt: skip
+            shown = ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
+            print(f"| (peaks, GFLOP/s) | | {shown} | | | | | |")
             sys.stdout.flush()
         print(f"|  |  | *{name}: {flops / 1e9:.2f} GFLOP per image* | | | | | |")
     print(f"\n{load_line()} at end")
@@ -281,10 +303,11 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> None:
         det = Detector.from_backbone(name, device=device)
         x = det.preprocess(images).to(device).contiguous(memory_format=torch.channels_last)
         dtype = det._autocast_dtype
+        net = det._inference.get(det.model, device)  # the very network score_arrays runs
 
-        def bare(det: Detector = det, x: torch.Tensor = x, dtype: torch.dtype | None = dtype) -> object:
+        def bare(det: Detector = det, net: nn.Module = net, x: torch.Tensor = x, dtype: torch.dtype | None = dtype) -> object:
             with torch.inference_mode(), torch.autocast(device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                return det.fake_probability(det.model(x)).cpu()
+                return det.fake_probability(net(x)).cpu()
 
         med = interleaved(
             {
@@ -303,7 +326,7 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> None:
     print()
 
 
-# ----------------------------------------------------------------------------- 3. bf16 vs fp32 scores
+# ----------------------------------------------------------------------------- 3. what the fast ways do to scores
 def face_images(shared: Path, split: str, per_class: int) -> tuple[list[np.ndarray], np.ndarray]:
     from deepfakedetect import load_image
 
@@ -371,9 +394,9 @@ def score_differences(args: argparse.Namespace, device: torch.device) -> None:
 
     shared = Path(args.shared)
     if not (shared / "data" / "faces" / "lfw_faceswap").is_dir():
-        print(f"## 3. bf16 vs fp32 scores: skipped (no shared data at {shared})\n")
+        print(f"## 3. Score differences: skipped (no shared data at {shared})\n")
         return
-    print("## 3. bf16 vs fp32 scores on real face images (lfw_faceswap test split)\n")
+    print("## 3. What BN folding and bf16 do to scores, on real face images (lfw_faceswap test split)\n")
     test, y = face_images(shared, "test", args.score_images // 2)
     cases: list[tuple[str, Detector]] = []
     for folder in args.model or []:
@@ -385,16 +408,27 @@ def score_differences(args: argparse.Namespace, device: torch.device) -> None:
             det = Detector.from_backbone(name, weights=weights, device="cpu", precision="fp32")
             l2 = fit_head(det, train, ytr)
             cases.append((f"{name} ({'ImageNet' if weights else 'random'} backbone + fitted head, L2 {l2:g})", det))
-    print(f"{load_line()}; {len(test)} images ({int((y == 0).sum())} real, {int((y == 1).sum())} fake)\n")
-    print("| model | precision | max abs diff | mean abs diff | labels flipped at 0.5 | AUC | scores in (0.1, 0.9) |")
+    print(f"{load_line()}; {len(test)} images ({int((y == 0).sum())} real, {int((y == 1).sum())} fake); "
+          "reference: the unfolded network in fp32, eager\n")  # fmt: skip
+    native = has_fast_half(device)
+    if not native and not args.all_modes:
+        print("No native bf16 here, so `precision=\"auto\"` is fp32: only BN folding changes scores "
+              "(`--all-modes` adds emulated bf16, slowly).\n")  # fmt: skip
+    print("| model | way | max abs diff | mean abs diff | labels flipped at 0.5 | AUC | scores in (0.1, 0.9) |")
     print("|---|---|---|---|---|---|---|")
     for label, det in cases:
-        ref = Detector(det.model, det.config, device=device, precision="fp32").score_arrays(test, batch_size=32)
-        print(f"| {label} | fp32 | 0 | 0 | 0 | {roc_auc(y, ref):.4f} | {int(((ref > 0.1) & (ref < 0.9)).sum())} |")
-        variants = {"bf16 autocast, channels-last (auto)": (det.model, "bf16")}
-        variants["bf16, channels-last, BN folded"] = (fold_batchnorm(det.model), "bf16")
-        for vname, (model, precision) in variants.items():
-            s = Detector(model, det.config, device=device, precision=precision).score_arrays(test, batch_size=32)
+        det = Detector(det.model, det.config, device=device, precision="fp32")
+        with torch.inference_mode():
+            ref = np.concatenate([
+                det.fake_probability(det.model(det.preprocess(test[i : i + 32]).to(device))).cpu().double().numpy()
+                for i in range(0, len(test), 32)
+            ])  # fmt: skip
+        print(f"| {label} | fp32, unfolded | 0 | 0 | 0 | {roc_auc(y, ref):.4f} | {int(((ref > 0.1) & (ref < 0.9)).sum())} |")
+        variants = {"Detector, fp32 (BN folded)": "fp32"}
+        if native or args.all_modes:
+            variants["Detector, bf16 autocast (BN folded; `auto` where bf16 is native)"] = "bf16"
+        for vname, precision in variants.items():
+            s = Detector(det.model, det.config, device=device, precision=precision).score_arrays(test, batch_size=32)
             d = np.abs(s - ref)
             flips = int(((s >= 0.5) != (ref >= 0.5)).sum())
             print(f"| {label} | {vname} | {d.max():.2e} | {d.mean():.2e} | {flips} of {len(ref)} | "
@@ -486,7 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes")
     p.add_argument("--runs", type=int, default=5, help="timed rounds per measurement (median reported)")
     p.add_argument("--min-time", type=float, default=0.3, help="seconds per timed measurement at least")
-    p.add_argument("--compile", action="store_true", help="add torch.compile with freezing (5-20 s start-up each)")
+    p.add_argument("--compile", action="store_true", help="add Detector.compile()'s way (20-60 s start-up per model and batch)")
+    p.add_argument("--all-modes", action="store_true", help="also the bf16 modes on CPUs without native bf16 (very slow)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (the GPU path is untested here)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     p.add_argument(

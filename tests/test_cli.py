@@ -65,3 +65,17 @@ def test_python_dash_m(model_dir, images):
     )
     assert proc.returncode == 1
     assert "Traceback" not in proc.stderr and "not an image" in proc.stderr
+
+
+def test_compile_flag_compiles_the_detector(model_dir, images, capsys, monkeypatch):
+    seen = []
+    original = Detector.compile
+
+    def spy(self, enabled=True):
+        seen.append(enabled)
+        return original(self, False)  # record the request, score eagerly (compiling takes 20-60 s)
+
+    monkeypatch.setattr(Detector, "compile", spy)
+    assert main(["detect", str(images[0]), "--model", str(model_dir), "--compile"]) == 0
+    assert main(["detect", str(images[0]), "--model", str(model_dir)]) == 0
+    assert seen == [True, False]

@@ -105,3 +105,29 @@ def test_the_copy_follows_weight_changes():
 def test_a_training_model_is_used_as_it_is():
     model = build_model("resnet18", num_outputs=2).train()
     assert InferenceCopy().get(model, CPU) is model
+
+
+@pytest.mark.slow
+def test_compiled_scoring_matches_eager_with_padded_batches():
+    torch.manual_seed(0)
+    det = Detector.from_backbone("resnet18", input_size=32, device="cpu", precision="fp32")
+    eager = det.score_arrays(IMAGES, batch_size=4)  # 6 images: a full batch and a padded one
+    assert det.compile() is det
+    compiled = det.score_arrays(IMAGES, batch_size=4)
+    assert det._compiled  # it did not fall back
+    np.testing.assert_allclose(compiled, eager, atol=1e-5)
+    np.testing.assert_allclose(det.compile(False).score_arrays(IMAGES, batch_size=4), eager, atol=1e-6)
+
+
+def test_a_failed_compilation_falls_back_to_eager(monkeypatch, caplog):
+    class Broken(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", lambda model, **kw: Broken())
+    det = Detector.from_backbone("resnet18", input_size=32, device="cpu", precision="fp32")
+    eager = det.score_arrays(IMAGES)
+    with caplog.at_level("WARNING", logger="deepfakedetect._detector"):
+        scores = det.compile().score_arrays(IMAGES)
+    np.testing.assert_allclose(scores, eager, atol=1e-6)
+    assert not det._compiled and "no C++ compiler found" in caplog.text

@@ -166,20 +166,27 @@ class InferenceCopy:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _fingerprint(model: nn.Module, device: torch.device) -> Hashable:
+    def _fingerprint(model: nn.Module, device: torch.device, compiled: bool) -> Hashable:
         tensors = itertools.chain(model.parameters(), model.buffers())
-        return id(model), str(device), tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+        return id(model), str(device), compiled, tuple((id(t), t.data_ptr(), t._version) for t in tensors)
 
-    def get(self, model: nn.Module, device: torch.device) -> nn.Module:
-        """The folded eval copy of ``model`` on ``device`` (``model`` itself while it is training)."""
+    def get(self, model: nn.Module, device: torch.device, *, compiled: bool = False) -> nn.Module:
+        """The folded eval copy of ``model`` on ``device`` (``model`` itself while it is training).
+
+        With ``compiled``, the copy is wrapped in ``torch.compile`` (inductor, with its
+        weights frozen into the compiled code, static shapes); compilation happens on
+        the first call of the returned module.
+        """
         if model.training:
             return model
         with self._lock:
-            key = self._fingerprint(model, device)
+            key = self._fingerprint(model, device, compiled)
             if self._copy is None or key != self._key:
                 folded = fold_batchnorm(model).to(device).requires_grad_(False)
                 if device.type == "cpu":
                     folded = folded.to(memory_format=torch.channels_last)
+                if compiled:
+                    folded = torch.compile(folded, dynamic=False, options={"freezing": True})
                 self._copy, self._key = folded, key
             return self._copy
 
