@@ -453,6 +453,8 @@ class Detector:
             n = len(x)
             if self._compiled and n < batch_size:  # static shapes: one compiled graph for every batch
                 x = torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))])
+            if self.device.type == "cuda":
+                x = x.pin_memory()  # page-locked, so the copy below is a real asynchronous DMA
             x = x.to(self.device, non_blocking=True)
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)

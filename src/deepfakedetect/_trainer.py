@@ -811,10 +811,12 @@ class _Run:
         shard = len(self.train_sampler)
         # A last batch of one breaks batch norm in training mode.
         drop_last = shard % t.batch_size == 1 and shard > 1
+        pin = self.device.type == "cuda"  # page-locked batches: host-to-GPU copies overlap compute
         train_loader = DataLoader(
-            train_ds, batch_size=t.batch_size, sampler=self.train_sampler, num_workers=t.num_workers, drop_last=drop_last
+            train_ds, batch_size=t.batch_size, sampler=self.train_sampler, num_workers=t.num_workers,
+            drop_last=drop_last, pin_memory=pin,
         )
-        val_loader = DataLoader(val_ds, batch_size=t.batch_size, sampler=val_sampler, num_workers=t.num_workers)
+        val_loader = DataLoader(val_ds, batch_size=t.batch_size, sampler=val_sampler, num_workers=t.num_workers, pin_memory=pin)
         steps_per_epoch = len(train_loader)
         self.total_steps = steps_per_epoch * t.epochs
         self.warmup_steps = round(min(t.warmup_epochs, max(t.epochs - 1, 0)) * steps_per_epoch)
