@@ -195,6 +195,17 @@ def test_edit_list_frames_keep_their_order(videos: dict[str, Path], strategy: st
         assert read_index(frame) == first + i
 
 
+@pytest.mark.parametrize("strategy", ["seek", "auto"])
+def test_seeks_land_on_the_keyframe_before_the_frame(tmp_path: Path, strategy: str) -> None:
+    # A run seeks to just after its keyframe (not just before it, which lands a GOP
+    # earlier). The frames around each keyframe are where that could go wrong.
+    info = probe_video(make_index_video(tmp_path / "gop30.mp4", 150, gop=30))
+    assert len(info.keyframes) >= 4
+    wanted = sorted({j for k in info.keyframes[1:] for j in (k - 1, k, k + 1, k + 2)} | {info.num_frames - 1})
+    got = [(i, read_index(f)) for i, f in read_frames(info, wanted, strategy=strategy)]
+    assert got == [(i, i) for i in wanted]
+
+
 VFR_KEPT = [0, 1, 2, 3, 7, 8, 9, 15, 16, 22, 23, 29, 30, 31, 40, 50, 51, 52, 59]
 
 
@@ -278,11 +289,16 @@ def test_auto_plan_seeks_only_where_it_pays() -> None:
     assert len(jobs) == 1 and jobs[0].seek is None
     # 1080p, 60 s, a keyframe every 30 frames: one ffmpeg per frame, each seeking.
     jobs = _plan(info(1800, 30, 1920, 1080), uniform32(1800), "auto")
-    assert len(jobs) == 32 and all(j.seek == j.indices[0] // 30 * 30 for j in jobs[1:])
+    assert len(jobs) == 32 and all(j.seek == j.indices[0] // 30 * 30 + 1 for j in jobs[1:])
     # Frames in the same GOP are never split.
     jobs = _plan(info(1800, 250, 1920, 1080), [300, 301, 310, 1000], "auto")
     assert [j.indices for j in jobs] == [[300, 301, 310], [1000]]
-    assert [j.seek for j in jobs] == [250, 1000]  # each run starts at its keyframe
+    # Each run decodes from its keyframe: output starts just after it (the -ss time then
+    # falls after the keyframe, not before it, which would land a GOP earlier), or at the
+    # keyframe itself when that is the first frame wanted.
+    assert [j.seek for j in jobs] == [251, 1000]
+    # GOPs too short to be sure the next keyframe does not decode first: start at the keyframe.
+    assert [j.seek for j in _plan(info(300, 4, 1920, 1080), [9, 150], "seek")] == [8, 148]
     assert len(_plan(info(1800, 30, 1920, 1080), uniform32(1800), "select")) == 1
     # Containers without a keyframe index (MPEG-TS) are never seeked by "auto".
     assert len(_plan(info(1800, 30, 1920, 1080, container="mpegts"), uniform32(1800), "auto")) == 1

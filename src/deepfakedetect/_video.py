@@ -729,10 +729,8 @@ def _select_expr(offsets: Sequence[int]) -> str:
 @dataclass
 class _Job:
     indices: list[int]
-    # The keyframe a run starts at with -ss; None: decode from the start. Seeking to the
-    # keyframe's own time, not the first wanted frame's, matters: demuxers seek by decode
-    # time, and with B-frames a later keyframe can decode before a frame that is shown
-    # earlier, which a seek to that frame's time would skip.
+    # The first frame ffmpeg outputs after its -ss seek (see _seek_start); None: decode
+    # from the start.
     seek: int | None
     keep_all: bool = False  # pipe every frame and keep the wanted ones in Python
 
@@ -742,6 +740,31 @@ def _keyframe_before(keyframes: Sequence[int], index: int) -> int:
     return keyframes[pos] if pos >= 0 else 0
 
 
+# Seeking just after a keyframe is safe only if the next keyframe cannot decode before it:
+# with B-frames a keyframe's decode time is a few frames ahead of its presentation time.
+_MIN_GOP_FOR_SEEK_AFTER = 8
+
+
+def _seek_start(keyframes: Sequence[int], index: int) -> int | None:
+    """Where a run that must output frame ``index`` starts, seeking from keyframe k before it.
+
+    ffmpeg seeks the demuxer to the last keyframe whose decode time is at or before the
+    ``-ss`` time, then (accurate seek) drops the frames shown before that time. The time
+    is taken half a frame before the start frame (``_seek_time``). Starting at k itself
+    would put that time just before k, and the demuxer would land on the keyframe
+    before k: a whole extra GOP decoded (measured: 16.4 vs 11.5 CPU-s for 32 frames of a
+    60 s 1080p video). Starting at k + 1 puts it just after k, so decoding starts at k
+    and only k itself is dropped. Seeking to the wanted frame's own time instead would
+    be wrong: with B-frames the next keyframe can decode before a frame shown earlier.
+    """
+    pos = bisect.bisect_right(keyframes, index) - 1
+    if pos < 0 or keyframes[pos] == 0:
+        return None  # decoding from the start needs no seek
+    k = keyframes[pos]
+    gop = (keyframes[pos + 1] if pos + 1 < len(keyframes) else index + _MIN_GOP_FOR_SEEK_AFTER + 1) - k
+    return k + 1 if index > k and gop > _MIN_GOP_FOR_SEEK_AFTER else k
+
+
 def _plan(info: VideoInfo, indices: list[int], strategy: str) -> list[_Job]:
     if strategy == "all":
         return [_Job(indices, None, keep_all=True)]
@@ -749,8 +772,8 @@ def _plan(info: VideoInfo, indices: list[int], strategy: str) -> list[_Job]:
         return [_Job(indices, None)]
     keyframes = info.keyframes
     if strategy == "seek":
-        starts = [_keyframe_before(keyframes, i) if keyframes else i for i in indices]
-        return [_Job([i], k if k > 0 else None) for i, k in zip(indices, starts)]
+        starts = [_seek_start(keyframes, i) if keyframes else (i or None) for i in indices]
+        return [_Job([i], start) for i, start in zip(indices, starts)]
     # Seeking is frame-exact only where the container indexes its keyframes; elsewhere
     # (MPEG-TS, raw streams) a seek can land past a keyframe and shift every index.
     if not keyframes or not any(name in _INDEXED_CONTAINERS for name in info.container.split(",")):
@@ -766,7 +789,7 @@ def _plan(info: VideoInfo, indices: list[int], strategy: str) -> list[_Job]:
             if k <= prev or (k - prev) <= spawn_frames:
                 jobs[-1].indices.append(i)
                 continue
-        jobs.append(_Job([i], k if k > 0 else None))
+        jobs.append(_Job([i], _seek_start(keyframes, i)))
     return jobs
 
 
