@@ -40,3 +40,22 @@ def test_default_model_separates_real_and_fake_faces(shared_dir):
     # AUC over these 100 pairs; the full test split gives 0.995 (docs/quality.md).
     auc = (fake_scores[:, None] > real_scores[None, :]).mean()
     assert auc > 0.9
+
+
+def test_a_pushed_copy_of_the_default_model_is_the_default_model(hub_server, tmp_path):
+    """What ships in the package is what the Hub would serve: push it, load it back, compare."""
+    import torch
+
+    shipped = {p.name: p.read_bytes() for p in DEFAULT_MODEL_DIR.iterdir()}
+    det = Detector.from_pretrained(device="cpu", precision="fp32")
+    sha = det.push_to_hub(
+        "deepfakedetect/default", token=hub_server.token, dtype=torch.float16, model_card=shipped["README.md"].decode()
+    )
+    remote = hub_server.files("deepfakedetect/default", sha)
+    assert {k: remote[k] for k in shipped} == shipped  # byte for byte (the Hub adds its .gitattributes)
+    pulled = Detector.from_pretrained("deepfakedetect/default", revision=sha, cache_dir=tmp_path, device="cpu", precision="fp32")
+    assert pulled.revision == sha and pulled.config == det.config
+    a, b = det.model.state_dict(), pulled.model.state_dict()
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    faces = np.random.default_rng(0).integers(0, 256, (4, 128, 128, 3), dtype=np.uint8)
+    np.testing.assert_array_equal(det.score_arrays(list(faces)), pulled.score_arrays(list(faces)))

@@ -340,8 +340,19 @@ class Detector:
         private: bool = False,
         revision: str | None = None,
         commit_message: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        model_card: str | None = None,
     ) -> str:
         """Upload the same three files :meth:`save_pretrained` writes to a Hub repo.
+
+        Args:
+            repo_id: ``"org/name"`` (created if missing).
+            token: A Hugging Face token with write access (default: the logged-in one).
+            private: Create the repo private.
+            revision: Branch to commit to (default: ``main``).
+            commit_message: The commit's message.
+            dtype: Floating-point type of the stored weights (see :meth:`save_pretrained`).
+            model_card: The ``README.md`` text (see :meth:`save_pretrained`).
 
         Returns:
             The commit reference returned by the Hub.
@@ -352,7 +363,7 @@ class Detector:
         from ._hub import upload_model_folder
 
         with tempfile.TemporaryDirectory(prefix="deepfakedetect-push-") as tmp:
-            self.save_pretrained(tmp)
+            self.save_pretrained(tmp, dtype=dtype, model_card=model_card)
             return upload_model_folder(
                 Path(tmp),
                 repo_id,
