@@ -12,6 +12,10 @@ For each backbone, on the same images in the same run, prints images/s of:
   from it) and later epochs (training from the cache: no JPEG decoding), with
   ``precision="auto"`` (channels-last + bf16 autocast on CPUs with native bf16).
 
+With ``--faces`` both train on face crops, as the default model does: the plain loop
+finds and crops each image's largest face (RetinaFace) at every step, the Trainer once,
+into its cache.
+
 Each figure is given per wall-clock second and per CPU second (``time.process_time``):
 on a shared machine other load stretches the first but barely the second.
 
@@ -25,6 +29,7 @@ Usage::
     PYTHONPATH=src .venv/bin/python benchmarks/training.py              # about 5 minutes on 2 cores
     PYTHONPATH=src .venv/bin/python benchmarks/training.py --per-class 1000 --epochs 4
     PYTHONPATH=src .venv/bin/python benchmarks/training.py --backbones resnet18 --input-size 128
+    PYTHONPATH=src .venv/bin/python benchmarks/training.py --backbones mobilenet_v2 --input-size 128 --faces
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +51,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
+from deepfakedetect import Detector  # noqa: E402
 from deepfakedetect._augment import AugmentConfig, build_augment  # noqa: E402
 from deepfakedetect._model import build_model  # noqa: E402
 from deepfakedetect._perf import cpu_has_fast_bf16  # noqa: E402
@@ -79,9 +86,18 @@ def make_data(root: Path, shared: Path, per_class: int, val_per_class: int) -> s
 
 
 def plain_epoch(
-    model: torch.nn.Module, opt: torch.optim.Optimizer, files: list[tuple[Path, int]], args: argparse.Namespace, augment
+    model: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    files: list[tuple[Path, int]],
+    args: argparse.Namespace,
+    augment: Any,
+    faces: Any = None,
 ) -> tuple[float, float]:
-    """One epoch of the plain loop; returns (images per wall second, images per CPU second)."""
+    """One epoch of the plain loop; returns (images per wall second, images per CPU second).
+
+    With ``faces`` (a detector whose face stage crops), each image's largest face is found
+    and cropped every step, as a loop without a cache must.
+    """
     model.train()
     loss_fn = torch.nn.CrossEntropyLoss()
     order = np.random.default_rng(0).permutation(len(files))
@@ -94,7 +110,11 @@ def plain_epoch(
         xs = []
         for i in idx:
             with Image.open(files[i][0]) as im:
-                im = im.convert("RGB").resize((args.input_size, args.input_size), Image.BILINEAR)
+                im = im.convert("RGB")
+            if faces is not None:
+                found = faces.extract_faces([np.asarray(im)])[0]
+                im = Image.fromarray(found[0][1]) if found else im
+            im = im.resize((args.input_size, args.input_size), Image.BILINEAR)
             x = torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1)
             xs.append(augment(x) if augment is not None else x)
         x = ((torch.stack(xs).float() / 255.0 - MEAN) / STD).to(args.device)
@@ -116,6 +136,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--input-size", type=int, default=224)
     p.add_argument("--shared", default=str(DEFAULT_SHARED))
     p.add_argument("--no-augment", action="store_true", help="no augmentation in either")
+    p.add_argument(
+        "--faces",
+        action="store_true",
+        help="train on face crops (RetinaFace), as the default model does: the plain loop crops every step",
+    )
     p.add_argument("--device", default=None, help="default: cuda when available (untested here), else cpu")
     p.add_argument(
         "--flush-denormal",
@@ -135,16 +160,17 @@ def main(argv: list[str] | None = None) -> int:
         aug_cfg = None if args.no_augment else AugmentConfig()
         augment = build_augment(aug_cfg, input_size=args.input_size) if aug_cfg is not None else None
         print(f"## Training images/s, batch {args.batch_size}, input {args.input_size}, "
-              f"{len(files)} training images ({made})\n")  # fmt: skip
+              f"{len(files)} training images ({made}){', face crops' if args.faces else ', whole images'}\n")  # fmt: skip
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, native bf16: {cpu_has_fast_bf16()}; "
               f"{load_line()} at start; augmentation: {'default AugmentConfig' if aug_cfg else 'none'}; "
               f"flush denormals: {args.flush_denormal}\n")  # fmt: skip
+        faces = Detector.from_backbone("resnet18", faces=True, device=args.device) if args.faces else None
         rows = []
         for name in args.backbones.split(","):
             model = build_model(name, num_outputs=2).to(args.device)
             opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-            plain_epoch(model, opt, files[: args.batch_size], args, augment)  # warm-up, not timed
-            plain = [plain_epoch(model, opt, files, args, augment)]
+            plain_epoch(model, opt, files[: args.batch_size], args, augment, faces)  # warm-up, not timed
+            plain = [plain_epoch(model, opt, files, args, augment, faces)]
             print(f"- {name} plain loop epoch: {plain[-1][0]:.1f} images/s, {plain[-1][1]:.1f} per CPU-s; {load_line()}", flush=True)
             history: list[dict] = []
             cpu_marks: list[float] = []
@@ -156,11 +182,12 @@ def main(argv: list[str] | None = None) -> int:
             trainer = Trainer(
                 name, weights=None, epochs=args.epochs, batch_size=args.batch_size, input_size=args.input_size,
                 augment=aug_cfg, cache="memory", calibrate=False, progress=False, on_epoch_end=mark, device=args.device,
+                faces=args.faces,
             )  # fmt: skip
             t0, c0 = time.perf_counter(), time.process_time()
             result = trainer.fit(tmp / "data")
             total = time.perf_counter() - t0
-            plain.append(plain_epoch(model, opt, files, args, augment))
+            plain.append(plain_epoch(model, opt, files, args, augment, faces))
             print(f"- {name} plain loop epoch: {plain[-1][0]:.1f} images/s, {plain[-1][1]:.1f} per CPU-s; {load_line()}", flush=True)
             n = len(files)
             prep = result.data_seconds
