@@ -341,6 +341,8 @@ def export_default(run_dir: Path, res: dict[str, Any], out: Path, table: str) ->
         points=", ".join(f"`{k}` {v:.3f}" for k, v in sorted(det.config.calibration.operating_points.items())),
         epochs=det.config.training.get("epochs"),
         best_epoch=det.config.training.get("best_epoch"),
+        ffpp_real=FRAMES_PER_REAL_VIDEO,
+        ffpp_fake=FRAMES_PER_FAKE_VIDEO,
     )
     det.save_pretrained(out, dtype=torch.float16, model_card=card)
     print(f"exported the default model to {out} (aggregator {best!r})", file=sys.stderr)
@@ -370,17 +372,22 @@ rate on the validation split): {points}.
 - StyleGAN2 (thispersondoesnotexist.com, NVIDIA non-commercial licence) vs FFHQ
   (CC BY-NC-SA 4.0): 60% of each class.
 - FaceForensics++ c23 (research-only terms): frames of the videos of five identity groups
-  (Deepfakes, Face2Face, FaceSwap), 24 frames per real and 12 per fake video; the frames of
-  one more group are the validation split, and four groups are held out entirely for testing.
+  (Deepfakes, Face2Face, FaceSwap), {ffpp_real} frames per real and {ffpp_fake} per fake video; the
+  frames of one more group are the validation split, and four groups are held out entirely
+  for testing.
+- Self-blended fakes (SBI): each epoch, every real training face also appears once as a
+  synthetic fake, blended with a shifted, recoloured, sharpened or blurred copy of itself
+  through a random face mask (`Trainer(self_blend=1.0)`).
 
 Because of these terms, **this model is for research and evaluation, not for commercial use**.
 
 ## Protocol
 
 `python benchmarks/quality.py --runs default --input-size {input_size}` (AdamW, cosine schedule
-with warm-up, bf16 autocast, augmentation: random resized crop, flip, rotation, brightness
-and contrast, blur, JPEG re-compression at quality 60-100, Gaussian noise), {epochs} epochs,
-the epoch with the best validation AUC kept (epoch {best_epoch}).
+with warm-up, `precision="auto"`, augmentation: random resized crop, flip, rotation,
+brightness and contrast, blur, JPEG re-compression at quality 60-100, Gaussian noise, after
+the self-blending), {epochs} epochs, the epoch with the best validation AUC kept (epoch
+{best_epoch}).
 
 ## Metrics (held-out test data)
 
