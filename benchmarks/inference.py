@@ -10,7 +10,11 @@ Prints Markdown tables:
    multiply peak. The peaks are ``torch.mm`` of two 2048x2048 matrices, measured in
    the same rounds as the models (the machines are shared: every round times every
    mode and the peaks back to back, rotating the order, and the table shows medians),
-   so each percentage compares numbers taken under the same load.
+   so each percentage compares numbers taken under the same load. oneDNN's 1x1
+   convolution (a GEMM through the library the models run on) is timed as a second
+   fp32 peak. On a CPU without native bf16 (no ``avx512_bf16``/``amx_bf16``) bf16 is
+   emulated, about 100x slower than fp32: the bf16 modes and peak are then left out
+   (``--all-modes`` keeps them) and ``precision="auto"`` is fp32.
 2. **End to end**: ``Detector.score_arrays`` on 250x250 uint8 images (resize, crop,
    normalise, model, softmax) against the bare model on a ready tensor, run the same
    way, so the preprocessing overhead is visible.
@@ -520,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", default="1,8,32", help="comma-separated batch sizes")
     p.add_argument("--runs", type=int, default=5, help="timed rounds per measurement (median reported)")
     p.add_argument("--min-time", type=float, default=0.3, help="seconds per timed measurement at least")
-    p.add_argument("--compile", action="store_true", help="add Detector.compile()'s way (20-60 s start-up per model and batch)")
+    p.add_argument("--compile", action="store_true", help="add Detector.compile()'s way (8-20 s start-up per model and batch on 2 cores)")
     p.add_argument("--all-modes", action="store_true", help="also the bf16 modes on CPUs without native bf16 (very slow)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (the GPU path is untested here)")
     p.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")

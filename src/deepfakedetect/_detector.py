@@ -377,10 +377,11 @@ class Detector:
         """Score through ``torch.compile`` from the next call on (for long runs); returns ``self``.
 
         Compilation (inductor, weights frozen into the compiled code) happens at the
-        first scoring call and again whenever the weights or the device change. It
-        costs 20-60 s on a 2-core CPU, after which ResNet-50 scores about 1.25x faster
-        than the default eager path (``docs/performance.md``), so it pays off from a
-        few thousand images on, not for one video. Shapes are static: every forward
+        first scoring call and again whenever the weights or the device change. On a
+        2-core CPU the first call takes about 8-20 s, after which ResNet-18 and
+        ResNet-50 score about 1.1x faster than the default eager path and MobileNetV2
+        (the default model) not at all (``docs/performance.md``): it pays off for a
+        large ResNet run, not for one video. Shapes are static: every forward
         pass runs a full batch of ``batch_size`` (the last one padded), so a single
         image costs a whole batch. On a CPU it needs a C++ compiler; where compiling
         fails, scoring falls back to the eager path with a warning.
