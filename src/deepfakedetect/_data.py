@@ -666,7 +666,9 @@ class ImageDataset(Dataset):
         x = torch.from_numpy(np.array(self.prepared.get(source), copy=True)).permute(2, 0, 1)
         if self.augment is not None or blend:
             with torch.random.fork_rng(devices=[]), _threads(1):
-                torch.manual_seed(_item_seed(self.seed, self.epoch, i))
+                # The CPU generator only: torch.manual_seed also queues a seed for every
+                # accelerator backend, which costs 0.2 ms an item on a CUDA build.
+                torch.default_generator.manual_seed(_item_seed(self.seed, self.epoch, i))
                 if blend:
                     x = self_blend(x)
                 if self.augment is not None:
