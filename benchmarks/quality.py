@@ -233,9 +233,14 @@ def train(name: str, spec: dict[str, Any], work: Path, *, force: bool) -> Detect
     spec.pop("title")
     data = work / "data" / spec.pop("data")
     t0 = time.time()
-    result = Trainer(**spec, out_dir=out, progress=False).fit(data, resume=True)
-    (out / "train_seconds.txt").write_text(f"{time.time() - t0:.0f}\n")
-    print(f"{name}: trained in {time.time() - t0:.0f} s, best epoch {result.best_epoch}", file=sys.stderr)
+    ran: list[dict[str, Any]] = []
+    result = Trainer(**spec, out_dir=out, progress=False, on_epoch_end=ran.append).fit(data, resume=True)
+    # A resumed run: add the epochs trained before it stopped (from its checkpoint's history).
+    earlier = result.history[: len(result.history) - len(ran)]
+    seconds = time.time() - t0 + sum(e["time_s"] for e in earlier)
+    (out / "train_seconds.txt").write_text(f"{seconds:.0f}\n")
+    print(f"{name}: trained in {seconds:.0f} s ({len(earlier)} epochs before resuming), best epoch {result.best_epoch}",
+          file=sys.stderr)  # fmt: skip
     return Detector.from_pretrained(out)
 
 
