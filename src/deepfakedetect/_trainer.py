@@ -1022,9 +1022,11 @@ class _Run:
                 result.save_history(t.out_dir)
             self.dist.barrier()
         logger.info(
-            "trained %d epochs in %.1f s (best epoch %d, %s %.4f)",
-            completed, time.perf_counter() - wall, best["epoch"], t.select_metric, _nan(best["value"]),
-        )
+            "trained %d epochs in %.1f s%s (best epoch %d, %s %.4f)",
+            completed, time.perf_counter() - wall,
+            f", resumed after epoch {start_epoch}" if start_epoch else "",
+            best["epoch"], t.select_metric, _nan(best["value"]),
+        )  # fmt: skip
         return result
 
     # ------------------------------------------------------------------ pieces
