@@ -30,7 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from deepfakedetect._faces import RetinaFaceDetector  # noqa: E402
+from deepfakedetect.faces.detectors import RetinaFaceDetector  # noqa: E402
 
 
 def video_frames(path: Path, count: int) -> list[np.ndarray]:

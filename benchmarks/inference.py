@@ -63,7 +63,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from deepfakedetect import Detector  # noqa: E402
-from deepfakedetect._perf import InferenceCopy, cpu_has_fast_bf16, fold_batchnorm  # noqa: E402
+from deepfakedetect.models.precision import InferenceCopy, cpu_has_fast_bf16, fold_batchnorm  # noqa: E402
 
 DEFAULT_SHARED = Path(os.environ.get("DEEPFAKEDETECT_SHARED", REPO.parent / "shared"))
 MOBILENET_WEIGHTS = "weights/mobilenet_v2_imagenet1k_v1.safetensors"
@@ -144,7 +144,7 @@ def count_flops(model: nn.Module, size: int = 224) -> float:
 
 
 def build(name: str, *, weights: str | None = None) -> nn.Module:
-    from deepfakedetect._model import build_model
+    from deepfakedetect.models.backbones import build_model
 
     return build_model(name, num_outputs=2, weights=weights).eval()
 
@@ -332,7 +332,7 @@ def end_to_end(args: argparse.Namespace, device: torch.device) -> None:
 
 # ----------------------------------------------------------------------------- 3. what the fast ways do to scores
 def face_images(shared: Path, split: str, per_class: int) -> tuple[list[np.ndarray], np.ndarray]:
-    from deepfakedetect import load_image
+    from deepfakedetect.io.images import load_image
 
     root = shared / "data" / "faces" / "lfw_faceswap" / split
     images: list[np.ndarray] = []
@@ -366,7 +366,7 @@ def fit_head(det: Detector, images: list[np.ndarray], labels: np.ndarray) -> flo
     penalised head on 1,000+ features separates a few hundred images perfectly, with
     huge weights that no trained detector has); returns the chosen penalty.
     """
-    from deepfakedetect._model import _last_linear
+    from deepfakedetect.models.backbones import last_linear
 
     _, _, head = _last_linear(det.model)
     feats: list[torch.Tensor] = []
@@ -444,7 +444,7 @@ def score_differences(args: argparse.Namespace, device: torch.device) -> None:
 # ----------------------------------------------------------------------------- 4. many files
 def many_files(args: argparse.Namespace, device: torch.device) -> None:
     """detect_many (decoding threads, bounded prefetch) against scoring files one call at a time."""
-    from deepfakedetect._batch import detect_many
+    from deepfakedetect.batch.many import detect_many
 
     shared = Path(args.shared)
     src = shared / "data" / "faces" / "lfw_faceswap" / "test"

@@ -38,9 +38,9 @@ from PIL import Image
 
 import deepfakedetect
 from deepfakedetect import AugmentConfig, Detector, FaceConfig, Trainer, evaluate
-from deepfakedetect._aggregators import FrameScores, get_aggregator, list_aggregators
+from deepfakedetect.video.aggregators import FrameScores, get_aggregator, list_aggregators
 from deepfakedetect._metrics import binary_metrics, roc_auc
-from deepfakedetect._video import probe_video, read_frames
+from deepfakedetect.io.video import probe_video, read_frames
 
 # FF++ identity groups held out entirely: scored at frame and video level, never trained on.
 TEST_GROUPS = {("033", "097"), ("210", "241"), ("648", "654"), ("159", "175")}

@@ -159,7 +159,7 @@ def score_images(detector: Any, images: Sequence[np.ndarray], batch_size: int) -
 def measure_images(
     detector: Any, name: str, root: Path, per_class: int, rng: np.random.Generator, batch_size: int
 ) -> list[Row]:
-    from deepfakedetect import load_image
+    from deepfakedetect.io.images import load_image
 
     files, labels = [], []
     for label, y in (("real", 0), ("fake", 1)):

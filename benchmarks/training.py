@@ -52,10 +52,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from deepfakedetect import Detector  # noqa: E402
-from deepfakedetect._augment import AugmentConfig, build_augment  # noqa: E402
-from deepfakedetect._model import build_model  # noqa: E402
-from deepfakedetect._perf import cpu_has_fast_bf16  # noqa: E402
-from deepfakedetect._trainer import Trainer  # noqa: E402
+from deepfakedetect.training.augment import AugmentConfig, build_augment  # noqa: E402
+from deepfakedetect.models.backbones import build_model  # noqa: E402
+from deepfakedetect.models.precision import cpu_has_fast_bf16  # noqa: E402
+from deepfakedetect.training.trainer import Trainer  # noqa: E402
 
 DEFAULT_SHARED = Path(os.environ.get("DEEPFAKEDETECT_SHARED", REPO.parent / "shared"))
 MEAN = torch.tensor([0.485, 0.456, 0.406]).view(1, 3, 1, 1)

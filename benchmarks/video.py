@@ -213,8 +213,8 @@ def worker_default(video: Path, backbone: str, *, overlap: bool) -> dict[str, An
     det = Detector.from_pretrained() if backbone == "shipped" else Detector.from_backbone(backbone, faces=True)
     batch_size = 32
     if overlap:
-        import deepfakedetect._video as video_mod
-        from deepfakedetect._batch import prefetch
+        import deepfakedetect.io.video as video_mod
+        from deepfakedetect.batch.many import prefetch
 
         original = video_mod.read_frames
 

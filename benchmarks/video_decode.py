@@ -118,7 +118,7 @@ def cpu_seconds() -> tuple[float, float]:
 
 def worker(args: argparse.Namespace) -> None:
     # Importing deepfakedetect imports torch (through the package __init__); measure after it.
-    from deepfakedetect._video import probe_video, read_frames
+    from deepfakedetect.io.video import probe_video, read_frames
 
     extra: dict[str, Any] = {}
     if args.mode == "verdict":

@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import ray
 
-    from deepfakedetect import detect_with_ray
+    from deepfakedetect.batch.ray import detect_with_ray
 
     ray.init()  # joins a running cluster when there is one (RAY_ADDRESS or `ray start`), else starts a local one
     model = str(Path(args.model).resolve()) if args.model and Path(args.model).exists() else args.model

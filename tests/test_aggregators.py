@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from deepfakedetect._aggregators import (
+from deepfakedetect.video.aggregators import (
     Aggregator,
     ConfidentAggregator,
     FrameScores,
@@ -23,7 +23,7 @@ from deepfakedetect._aggregators import (
     get_aggregator,
 )
 from deepfakedetect._errors import ConfigError, InputError, UnknownPluginError
-from deepfakedetect._segments import Segment, find_segments
+from deepfakedetect.video.segments import Segment, find_segments
 
 
 def fs(scores: list[float] | np.ndarray, fps: float = 25.0, step: int = 1) -> FrameScores:

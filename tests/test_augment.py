@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from deepfakedetect import ConfigError, PreprocessConfig
-from deepfakedetect._augment import AUGMENTATIONS, AugmentConfig, build_augment
-from deepfakedetect._data import ImageDataset, PreparedImages, Sample
+from deepfakedetect.training.augment import AUGMENTATIONS, AugmentConfig, build_augment
+from deepfakedetect.training.data import ImageDataset, PreparedImages, Sample
 
 
 def _image(size: int = 48) -> torch.Tensor:

@@ -12,15 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepfakedetect import (
-    ConfigError,
-    Detector,
-    FaceConfig,
-    InputError,
-    UnknownPluginError,
-    _batch,
-)
-from deepfakedetect._batch import detect_many, list_inputs, prefetch, read_done
+from deepfakedetect import ConfigError, Detector, FaceConfig, InputError, UnknownPluginError
+from deepfakedetect.batch import many as _batch
+from deepfakedetect.batch.many import detect_many, list_inputs, prefetch, read_done
 
 
 @pytest.fixture(scope="module")
@@ -188,7 +182,7 @@ def test_decoding_runs_a_bounded_window_ahead(tmp_path: Path, det: Detector, mon
 
 
 def test_face_stage_uses_full_frames_and_reports_no_face(tmp_path: Path) -> None:
-    from deepfakedetect._faces import Face
+    from deepfakedetect.faces.detectors import Face
 
     base = Detector.from_backbone("resnet18", input_size=32, faces=FaceConfig(enabled=True), precision="fp32")
     sizes: list[tuple[int, int]] = []

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 
 from deepfakedetect import ConfigError, DatasetError, Trainer
-from deepfakedetect._blend import self_blend
+from deepfakedetect.training.blend import self_blend
 from deepfakedetect._config import PreprocessConfig
-from deepfakedetect._data import ImageDataset, PreparedImages, Sample
+from deepfakedetect.training.data import ImageDataset, PreparedImages, Sample
 
 SIZE = 48
 

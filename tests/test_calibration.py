@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from deepfakedetect import CalibrationConfig, ConfigError
-from deepfakedetect._calibration import (
+from deepfakedetect.models.calibration import (
     calibrate,
     fake_margin,
     fit_temperature,

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from deepfakedetect import Detector
-from deepfakedetect._cli import main
+from deepfakedetect.cli import main
 
 
 @pytest.fixture(scope="module")

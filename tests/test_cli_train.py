@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import subprocess
 from pathlib import Path
@@ -15,9 +16,9 @@ import torch
 from test_trainer import make_split_data
 
 from deepfakedetect import ConfigError, DatasetError, Detector
-from deepfakedetect._cli_train import add_subcommands
-from deepfakedetect._data import find_dataset
-from deepfakedetect._evaluate import EvaluationReport, evaluate
+from deepfakedetect.cli.parser import build_parser
+from deepfakedetect.training.data import find_dataset
+from deepfakedetect.training.evaluate import EvaluationReport, evaluate
 from deepfakedetect._metrics import binary_metrics
 
 
@@ -30,10 +31,13 @@ def _one_thread() -> Any:
 
 
 def run_cli(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="deepfakedetect")
-    add_subcommands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
+    args = build_parser().parse_args(argv)
+    return int(_command(args)(args))
+
+
+def _command(args: argparse.Namespace) -> Any:
+    module, _, name = args.run.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +88,7 @@ def test_train_and_evaluate_from_the_command_line(
 
 
 def test_cli_options_reach_the_trainer_and_errors_propagate(data_dir: Path, tmp_path: Path) -> None:
-    parser = argparse.ArgumentParser()
-    add_subcommands(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     args = parser.parse_args(["train", "d", "--out", "o", "--weights", "none", "--no-augment", "--faces", "--cache", "none"])
     assert (args.weights, args.no_augment, args.faces, args.cache) == ("none", True, True, "none")
     args = parser.parse_args(["evaluate", "m", "d1", "d2", "--videos", "--split", "val"])

@@ -25,7 +25,7 @@ import pytest
 import torch
 
 from deepfakedetect import Detector, FaceConfig
-from deepfakedetect._faces import Face
+from deepfakedetect.faces.detectors import Face
 
 THREADS = 8
 BATCH_TOLERANCE = {"fp32": 1e-6, "auto": 1e-3}
@@ -91,17 +91,17 @@ def _stand_in_faces(images: list[np.ndarray]) -> list[list[Face]]:
 
 
 def test_lazily_built_face_stage_is_built_once_and_shared(monkeypatch: pytest.MonkeyPatch) -> None:
-    import deepfakedetect._faces as faces
+    import deepfakedetect.detector as detector_module
 
     built: list[int] = []
-    real_stage = faces.FaceStage
+    real_stage = detector_module.FaceStage
 
     class CountingStage(real_stage):  # type: ignore[misc, valid-type]
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             built.append(threading.get_ident())
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(faces, "FaceStage", CountingStage)
+    monkeypatch.setattr(detector_module, "FaceStage", CountingStage)
     reference = _detector("fp32", faces=FaceConfig(enabled=True, min_confidence=0.5))
     reference._face_detector = _stand_in_faces
     sequential = reference.detect_image(IMAGES)  # one list, as each thread below calls it

@@ -11,14 +11,14 @@ import torch
 from PIL import Image
 
 from deepfakedetect import DatasetError, PreprocessConfig
-from deepfakedetect._data import (
+from deepfakedetect.training.data import (
     ImageDataset,
     Sample,
     find_dataset,
     prepare_images,
     stratified_split,
 )
-from deepfakedetect._detector import resize_and_crop
+from deepfakedetect.detector import resize_and_crop
 
 
 def make_image(label: str, rng: np.random.Generator, size: int = 40) -> Image.Image:
@@ -170,7 +170,7 @@ def test_unreadable_files_are_reported_and_skipped_or_raise_in_strict_mode(
     ds = find_dataset(tmp_path, val_fraction=0.0, test_fraction=0.0)
     assert len(ds.train) == 11
     pre = PreprocessConfig(input_size=16)
-    with caplog.at_level(logging.WARNING, logger="deepfakedetect._data"):
+    with caplog.at_level(logging.WARNING, logger="deepfakedetect.training.data"):
         prep = prepare_images(ds.train, preprocess=pre, progress=False)
     assert len(prep) == 8 and prep.images is not None and prep.images.shape == (8, 16, 16, 3)
     assert sorted(p for p, _ in prep.skipped) == sorted(str(p) for p in broken)
@@ -191,7 +191,7 @@ def test_cache_holds_exactly_the_inference_geometry(tmp_path: Path) -> None:
 
 
 def test_disk_cache_is_reused_and_invalidated_when_a_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import deepfakedetect._data as data_mod
+    import deepfakedetect.training.data as data_mod
 
     make_dataset(tmp_path / "d", 3)
     _write_broken(tmp_path / "d" / "real")
@@ -218,7 +218,7 @@ def test_disk_cache_is_reused_and_invalidated_when_a_file_changes(tmp_path: Path
 
 
 def test_no_cache_decodes_on_every_access(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import deepfakedetect._data as data_mod
+    import deepfakedetect.training.data as data_mod
 
     make_dataset(tmp_path, 2)
     samples = find_dataset(tmp_path, val_fraction=0.0, test_fraction=0.0).train
@@ -234,7 +234,7 @@ def test_no_cache_decodes_on_every_access(tmp_path: Path, monkeypatch: pytest.Mo
 
 
 def test_dataset_items_are_normalised_and_augmentation_is_reproducible(tmp_path: Path) -> None:
-    from deepfakedetect._augment import AugmentConfig, build_augment
+    from deepfakedetect.training.augment import AugmentConfig, build_augment
 
     make_dataset(tmp_path, 2)
     samples = find_dataset(tmp_path, val_fraction=0.0, test_fraction=0.0).train

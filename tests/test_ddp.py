@@ -16,7 +16,7 @@ SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys
     import torch
-    import deepfakedetect._trainer as tm
+    import deepfakedetect.training.trainer as tm
     from deepfakedetect import Detector
 
     data, out, report = sys.argv[1], sys.argv[2], sys.argv[3]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from deepfakedetect import Detector
-from deepfakedetect._detector import DEFAULT_MODEL_DIR
+from deepfakedetect.detector import DEFAULT_MODEL_DIR
 
 
 def test_default_model_is_small_and_complete():

@@ -159,7 +159,7 @@ def test_push_to_hub_round_trip(detector, hub_server, tmp_path):
 
 def _two_faces_left_half(images):
     """A stand-in face detector: two faces in the left half, none in all-black images."""
-    from deepfakedetect._faces import Face
+    from deepfakedetect.faces.detectors import Face
 
     out = []
     for im in images:

@@ -11,15 +11,15 @@ import pytest
 import torch
 
 from deepfakedetect import ConfigError, Detector, FaceConfig, InputError, NoFacesError
-from deepfakedetect._detector import resize_and_crop
-from deepfakedetect._explain import (
+from deepfakedetect.detector import resize_and_crop
+from deepfakedetect.explain import (
     Explanation,
     colormap_jet,
     explain,
     explain_video_frames,
     find_target_layer,
 )
-from deepfakedetect._faces import Face
+from deepfakedetect.faces.detectors import Face
 
 
 def _image(seed: int, size: tuple[int, int] = (90, 120)) -> np.ndarray:
@@ -270,7 +270,7 @@ def test_explain_video_frames(det: Detector, tmp_path: Path) -> None:
 
 @pytest.mark.shared
 def test_real_face_with_retinaface(shared_dir: Path, retinaface_weights: Path) -> None:
-    from deepfakedetect._faces import get_face_detector
+    from deepfakedetect.faces.detectors import get_face_detector
 
     torch.manual_seed(4)
     base = Detector.from_backbone("resnet18", input_size=64, faces=True, precision="fp32")

@@ -17,31 +17,13 @@ import torch
 from safetensors.torch import load_file, save_file
 from safetensors.torch import save as safetensors_bytes
 
-from deepfakedetect import (
-    ConfigError,
-    FaceConfig,
-    InputError,
-    ModelLoadError,
-    UnknownPluginError,
-    _faces,
-)
-from deepfakedetect._faces import (
-    DEFAULT_FILENAME,
-    DEFAULT_REPO_ID,
-    DEFAULT_REVISION,
-    FACE_DETECTORS,
-    WEIGHTS_ENV,
-    Face,
-    FaceDetector,
-    FaceStage,
-    RetinaFaceDetector,
-    crop_face,
-    get_face_detector,
-    register_face_detector,
-    resolve_retinaface_weights,
-    select_faces,
-)
-from deepfakedetect._retinaface import (
+from deepfakedetect import ConfigError, FaceConfig, InputError, ModelLoadError, UnknownPluginError
+from deepfakedetect import _utils
+from deepfakedetect.faces import detectors as _faces
+from deepfakedetect.faces import stage as _stage
+from deepfakedetect.faces.detectors import DEFAULT_FILENAME, DEFAULT_REPO_ID, DEFAULT_REVISION, FACE_DETECTORS, WEIGHTS_ENV, Face, FaceDetector, RetinaFaceDetector, get_face_detector, register_face_detector, resolve_retinaface_weights
+from deepfakedetect.faces.stage import FaceStage, crop_face, select_faces
+from deepfakedetect.faces.retinaface import (
     RetinaFace,
     decode_boxes,
     decode_landmarks,
@@ -511,9 +493,9 @@ def test_altered_shipped_weights_are_refused(
     def no_hashing(*args: object) -> None:
         raise AssertionError("the verified file was hashed again")
 
-    monkeypatch.setattr(_faces, "hashlib", SimpleNamespace(sha256=no_hashing))
+    monkeypatch.setattr(_utils, "hashlib", SimpleNamespace(sha256=no_hashing))
     assert resolve_retinaface_weights() == shipped
-    monkeypatch.setattr(_faces, "hashlib", hashlib)
+    monkeypatch.setattr(_utils, "hashlib", hashlib)
     # ...until it changes on disk.
     altered = bytearray(data)
     altered[-1] ^= 0xFF
@@ -633,18 +615,18 @@ def test_crop_pads_with_zeros_outside_the_image() -> None:
 
 def test_rotated_sampling_agrees_with_plain_crops() -> None:
     img = _gradient()
-    plain = _faces._crop_axis_aligned(img, 30.0, 20.0, 40, 50)
-    np.testing.assert_array_equal(_faces._crop_rotated(img, 50.0, 45.0, 40, 50, 0.0), plain)
+    plain = _stage._crop_axis_aligned(img, 30.0, 20.0, 40, 50)
+    np.testing.assert_array_equal(_stage._crop_rotated(img, 50.0, 45.0, 40, 50, 0.0), plain)
     # A quarter turn samples the same pixels, rotated.
-    quarter = _faces._crop_rotated(img, 50.0, 45.0, 50, 40, math.pi / 2)
+    quarter = _stage._crop_rotated(img, 50.0, 45.0, 50, 40, math.pi / 2)
     np.testing.assert_array_equal(quarter, np.rot90(plain, k=1))
     # Across the image's corners and edges, outside reads as zero in both.
     for cx, cy in ((0.0, 0.0), (120.0, 100.0), (110.0, 5.0)):
-        plain = _faces._crop_axis_aligned(img, cx - 20, cy - 25, 40, 50)
+        plain = _stage._crop_axis_aligned(img, cx - 20, cy - 25, 40, 50)
         assert plain.any() and not plain.all()
-        np.testing.assert_array_equal(_faces._crop_rotated(img, cx, cy, 40, 50, 0.0), plain)
-        np.testing.assert_array_equal(_faces._crop_rotated(img, cx, cy, 50, 40, math.pi / 2), np.rot90(plain, k=1))
-    assert not _faces._crop_rotated(img, 400.0, 400.0, 20, 20, 0.3).any()
+        np.testing.assert_array_equal(_stage._crop_rotated(img, cx, cy, 40, 50, 0.0), plain)
+        np.testing.assert_array_equal(_stage._crop_rotated(img, cx, cy, 50, 40, math.pi / 2), np.rot90(plain, k=1))
+    assert not _stage._crop_rotated(img, 400.0, 400.0, 20, 20, 0.3).any()
 
 
 def test_align_makes_eyes_level() -> None:
@@ -760,7 +742,7 @@ def test_face_stage_passes_detector_options(tmp_path: Path) -> None:
 
 def test_entry_point_detector(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "dfd_test_plugin.py").write_text(
-        "from deepfakedetect._faces import Face\n"
+        "from deepfakedetect.faces.detectors import Face\n"
         "def detect(images):\n"
         "    return [[Face((1, 1, 3, 3), (), 0.99)] for _ in images]\n"
     )

@@ -35,8 +35,9 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from PIL import Image
 
-from deepfakedetect import DeepfakeDetectError, Detector, ImageDecodeError, load_image
-from deepfakedetect._video import probe_video, read_frames
+from deepfakedetect import DeepfakeDetectError, Detector, ImageDecodeError
+from deepfakedetect.io.images import load_image
+from deepfakedetect.io.video import probe_video, read_frames
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 CALL_LIMIT_S = 20.0  # generous: the machine may be busy; a hang is minutes, not seconds

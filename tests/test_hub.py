@@ -21,13 +21,10 @@ import pytest
 import torch
 from safetensors.torch import save as safetensors_bytes
 
+from deepfakedetect import _utils
 from deepfakedetect._errors import ConfigError, ModelLoadError
-from deepfakedetect._hub import (
-    ModelFiles,
-    load_safetensors,
-    resolve_model_files,
-    upload_model_folder,
-)
+from deepfakedetect.models.hub import ModelFiles, resolve_model_files, upload_model_folder
+from deepfakedetect.models.weights import load_safetensors
 
 REPO = "org/detector"
 _real_pickle_loads = pickle.loads  # kept before the no_unpickling fixture replaces it
@@ -396,9 +393,9 @@ def test_cached_commit_sha_after_download_makes_no_request(hub_server, tmp_path:
 def test_unresponsive_hub_cold_cache_fails_fast_warm_cache_falls_back(
     hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deepfakedetect._hub as hub
+    import deepfakedetect.models.hub as hub
 
-    monkeypatch.setattr(hub, "_ETAG_TIMEOUT", 0.2)
+    monkeypatch.setattr(hub, "ETAG_TIMEOUT", 0.2)
     files = model_files()
     hub_server.add_repo(REPO, files)
     resolve_model_files(REPO, cache_dir=tmp_path / "warm")
@@ -449,7 +446,7 @@ def test_tampered_download_is_detected_and_removed(hub_server, tmp_path: Path) -
 def test_verification_is_remembered_but_tampering_on_disk_is_caught(
     hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deepfakedetect._hub as hub
+    import deepfakedetect.models.hub as hub
 
     sha = hub_server.add_repo(REPO, model_files())
     got = resolve_model_files(REPO, cache_dir=tmp_path)
@@ -457,8 +454,8 @@ def test_verification_is_remembered_but_tampering_on_disk_is_caught(
     def no_hashing(*args: object) -> None:
         raise AssertionError("a verified file was hashed again")
 
-    monkeypatch.setattr(hub, "hashlib", SimpleNamespace(sha256=no_hashing))
-    monkeypatch.setattr(hub, "_verified_in_process", {})  # a new process: only the marker remains
+    monkeypatch.setattr(_utils, "hashlib", SimpleNamespace(sha256=no_hashing))
+    monkeypatch.setattr(_utils, "_verified", {})  # a new process: only the marker remains
     assert resolve_model_files(REPO, revision=sha, cache_dir=tmp_path) == got
     monkeypatch.undo()
 

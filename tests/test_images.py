@@ -5,7 +5,8 @@ import pytest
 import torch
 from PIL import Image
 
-from deepfakedetect import ImageDecodeError, InputError, load_image
+from deepfakedetect import ImageDecodeError, InputError
+from deepfakedetect.io.images import load_image
 
 
 def _gradient(h=20, w=30):

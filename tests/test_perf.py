@@ -8,8 +8,8 @@ import torch
 from torch import nn
 
 from deepfakedetect import Detector
-from deepfakedetect._model import build_model
-from deepfakedetect._perf import InferenceCopy, fold_batchnorm
+from deepfakedetect.models.backbones import build_model
+from deepfakedetect.models.precision import InferenceCopy, fold_batchnorm
 
 CPU = torch.device("cpu")
 rng = np.random.default_rng(0)
@@ -127,7 +127,7 @@ def test_a_failed_compilation_falls_back_to_eager(monkeypatch, caplog):
     monkeypatch.setattr(torch, "compile", lambda model, **kw: Broken())
     det = Detector.from_backbone("resnet18", input_size=32, device="cpu", precision="fp32")
     eager = det.score_arrays(IMAGES)
-    with caplog.at_level("WARNING", logger="deepfakedetect._detector"):
+    with caplog.at_level("WARNING", logger="deepfakedetect.detector"):
         scores = det.compile().score_arrays(IMAGES)
     np.testing.assert_allclose(scores, eager, atol=1e-6)
     assert not det._compiled and "no C++ compiler found" in caplog.text

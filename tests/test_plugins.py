@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfakedetect._aggregators import AGGREGATORS, FrameScores, get_aggregator, list_aggregators, register_aggregator
+from deepfakedetect.video.aggregators import AGGREGATORS, FrameScores, get_aggregator, list_aggregators, register_aggregator
 from deepfakedetect._errors import ConfigError, UnknownPluginError
-from deepfakedetect._samplers import SAMPLERS, get_sampler, list_samplers, register_sampler
-from deepfakedetect._video import VideoInfo
+from deepfakedetect.video.samplers import SAMPLERS, get_sampler, list_samplers, register_sampler
+from deepfakedetect.io.video import VideoInfo
 
 REPO = Path(__file__).resolve().parents[1]
 INFO = VideoInfo(path="v.mp4", width=64, height=48, fps=25.0, num_frames=100, duration=4.0)

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from deepfakedetect import Detector
-from deepfakedetect._batch import detect_many
+from deepfakedetect.batch.many import detect_many
 
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
@@ -30,7 +30,7 @@ def _factory(model_dir: str, pid_dir: str):
 
 @pytest.mark.slow
 def test_two_local_workers_score_every_file(tmp_path: Path) -> None:
-    from deepfakedetect import detect_with_ray
+    from deepfakedetect.batch.ray import detect_with_ray
 
     data = tmp_path / "data"
     data.mkdir()
@@ -68,7 +68,7 @@ def test_two_local_workers_score_every_file(tmp_path: Path) -> None:
 
 def test_predictor_names_a_missing_path_column(tmp_path: Path) -> None:
     from deepfakedetect import ConfigError
-    from deepfakedetect import DetectorPredictor
+    from deepfakedetect.batch.ray import DetectorPredictor
 
     pred = DetectorPredictor(detector_factory=lambda: Detector.from_backbone("resnet18", input_size=32))
     with pytest.raises(ConfigError, match="no column 'path'"):

@@ -22,7 +22,8 @@ import pytest
 import torch
 from PIL import Image, ImageFile
 
-from deepfakedetect import Detector, ImageDecodeError, load_image
+from deepfakedetect import Detector, ImageDecodeError
+from deepfakedetect.io.images import load_image
 
 PILLOW_DEFAULT_MAX = 89_478_485  # Pillow's own default for Image.MAX_IMAGE_PIXELS
 

@@ -21,7 +21,7 @@ import pytest
 import torch
 from PIL import Image
 
-from deepfakedetect._trainer import Trainer, read_checkpoint
+from deepfakedetect.training.trainer import Trainer, read_checkpoint
 
 BACKBONE = "shufflenet_v2_x0_5"  # 0.34 M parameters: checkpoints stay small and fast
 SETTINGS: dict[str, Any] = {
@@ -38,7 +38,7 @@ _CHILD = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from safetensors.torch import save
-    import deepfakedetect._trainer as tm
+    import deepfakedetect.training.trainer as tm
 
     out_dir, data_dir, settings = sys.argv[1], sys.argv[2], eval(sys.argv[3])
     real = tm._save_file

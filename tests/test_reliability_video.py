@@ -27,7 +27,7 @@ import pytest
 import torch
 
 from deepfakedetect import Detector, InputError, VideoDecodeError
-from deepfakedetect._video import probe_video, read_frames
+from deepfakedetect.io.video import probe_video, read_frames
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 W, H = 64, 48

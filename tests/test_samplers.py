@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from deepfakedetect._errors import ConfigError, UnknownPluginError
-from deepfakedetect._samplers import (
+from deepfakedetect.video.samplers import (
     EveryKthSampler,
     FirstSecondsSampler,
     FpsSampler,
@@ -17,7 +17,7 @@ from deepfakedetect._samplers import (
     UniformSampler,
     get_sampler,
 )
-from deepfakedetect._video import VideoInfo
+from deepfakedetect.io.video import VideoInfo
 
 
 def cfr(n: int, fps: float = 25.0) -> VideoInfo:

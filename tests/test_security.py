@@ -129,7 +129,7 @@ def test_pickle_backbone_weights_are_refused_unopened(tmp_path: Path, suffix: st
 
 
 def test_pickle_training_checkpoint_is_refused_unopened(tmp_path: Path, unpickle_calls: list[str]) -> None:
-    from deepfakedetect._trainer import read_checkpoint
+    from deepfakedetect.training.trainer import read_checkpoint
 
     marker = tmp_path / "payload-ran"
     for kind, data in _payloads(marker, tmp_path / "probe").items():
@@ -142,7 +142,7 @@ def test_pickle_training_checkpoint_is_refused_unopened(tmp_path: Path, unpickle
 
 
 def test_pickle_retinaface_weights_are_refused_unopened(tmp_path: Path, unpickle_calls: list[str]) -> None:
-    from deepfakedetect._retinaface import load_retinaface
+    from deepfakedetect.faces.retinaface import load_retinaface
 
     marker = tmp_path / "payload-ran"
     path = tmp_path / "retinaface.pth"
@@ -238,7 +238,7 @@ def test_non_finite_weights_are_refused(tiny_folder: Path, tmp_path: Path) -> No
 @pytest.fixture
 def shipped_retinaface() -> bytes:
     """The RetinaFace weights shipped in the package, read before any test hides them."""
-    import deepfakedetect._faces as faces
+    import deepfakedetect.faces.detectors as faces
 
     return faces._PACKAGED_WEIGHTS.read_bytes()
 
@@ -249,7 +249,7 @@ def own_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shipped_retina
     so that the face detector's weights come from the (loopback) Hub."""
     from huggingface_hub import constants
 
-    import deepfakedetect._faces as faces
+    import deepfakedetect.faces.detectors as faces
 
     cache = tmp_path / "hf-cache"
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
@@ -260,7 +260,7 @@ def own_hf_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, shipped_retina
 
 
 def test_tampered_face_detector_weights_are_refused(hub_server, own_hf_cache: Path) -> None:
-    import deepfakedetect._faces as faces
+    import deepfakedetect.faces.detectors as faces
 
     body = safetensors_bytes({"w": torch.arange(64, dtype=torch.float32)})
     hub_server.add_repo(faces.DEFAULT_REPO_ID, {faces.DEFAULT_FILENAME: body})
@@ -276,8 +276,7 @@ def test_tampered_face_detector_weights_are_refused(hub_server, own_hf_cache: Pa
 @pytest.fixture
 def no_building(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record (and refuse) building the network or reading the weights."""
-    import deepfakedetect._detector as detector_mod
-    import deepfakedetect._hub as hub
+    import deepfakedetect.models.pretrained as pretrained
 
     calls: list[str] = []
 
@@ -288,8 +287,9 @@ def no_building(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
         return inner
 
-    monkeypatch.setattr(detector_mod, "build_model", refuse("build_model"))
-    monkeypatch.setattr(hub, "load_safetensors", refuse("load_safetensors"))
+    monkeypatch.setattr(pretrained, "build_model", refuse("build_model"))
+    monkeypatch.setattr(pretrained, "build_model_from_state", refuse("build_model_from_state"))
+    monkeypatch.setattr(pretrained, "load_safetensors", refuse("load_safetensors"))
     return calls
 
 
@@ -400,9 +400,9 @@ def _blobs(cache: Path) -> list[Path]:
 def test_offline_face_stage_opens_no_socket(
     hub_server, own_hf_cache: Path, shipped_retinaface: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deepfakedetect._faces as faces
+    import deepfakedetect.faces.detectors as faces
     from deepfakedetect import FaceConfig
-    from deepfakedetect._faces import FaceStage
+    from deepfakedetect.faces.stage import FaceStage
 
     hub_server.add_repo(faces.DEFAULT_REPO_ID, {faces.DEFAULT_FILENAME: shipped_retinaface})
     cache = tmp_path / "explicit-cache"  # not HF_HUB_CACHE: proves cache_dir is used
@@ -423,7 +423,7 @@ def test_offline_face_stage_opens_no_socket(
 def test_offline_detector_with_face_stage_opens_no_socket(
     hub_server, own_hf_cache: Path, shipped_retinaface: bytes, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deepfakedetect._faces as faces
+    import deepfakedetect.faces.detectors as faces
 
     hub_server.add_repo(faces.DEFAULT_REPO_ID, {faces.DEFAULT_FILENAME: shipped_retinaface})
     folder = Detector.from_backbone("resnet18", input_size=32, faces=True).save_pretrained(tmp_path / "m")

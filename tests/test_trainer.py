@@ -18,11 +18,11 @@ import torch
 from PIL import Image
 
 from deepfakedetect import ConfigError, DatasetError, Detector
-from deepfakedetect._augment import AugmentConfig
-from deepfakedetect._faces import Face
-from deepfakedetect._perf import cpu_has_fast_bf16 as _cpu_has_fast_bf16
-from deepfakedetect._perf import resolve_precision
-from deepfakedetect._trainer import (
+from deepfakedetect.training.augment import AugmentConfig
+from deepfakedetect.faces.detectors import Face
+from deepfakedetect.models.precision import cpu_has_fast_bf16 as _cpu_has_fast_bf16
+from deepfakedetect.models.precision import resolve_precision
+from deepfakedetect.training.trainer import (
     Trainer,
     TrainResult,
     read_checkpoint,
@@ -176,7 +176,7 @@ def test_resume_refuses_a_checkpoint_of_other_data(data_dir: Path, tmp_path: Pat
 def test_a_crash_while_saving_leaves_the_previous_checkpoint_loadable(
     data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deepfakedetect._trainer as trainer_mod
+    import deepfakedetect.training.checkpoint as checkpoint_mod
 
     out = tmp_path / "run"
     with pytest.raises(_Stop):
@@ -189,7 +189,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint_loadable(
             f.write(b"\x00" * 1000)  # a partial, unusable file
         raise OSError("disk full (simulated)")
 
-    monkeypatch.setattr(trainer_mod, "_save_file", crash)
+    monkeypatch.setattr(checkpoint_mod, "save_file", crash)
     with pytest.raises(OSError, match="simulated"):
         _trainer(out_dir=out, epochs=3, augment=None).fit(data_dir, resume=True)
     assert last.read_bytes() == before
@@ -207,8 +207,9 @@ def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_loadable(data_
     script = textwrap.dedent(
         f"""
         import os, sys
-        import deepfakedetect._trainer as tm
-        real = tm._save_file
+        import deepfakedetect.training.checkpoint as ck
+        import deepfakedetect.training.trainer as tm
+        real = ck.save_file
         calls = []
         def dying(tensors, path, metadata):
             calls.append(path)
@@ -218,7 +219,7 @@ def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_loadable(data_
                     f.flush()
                 os._exit(137)
             real(tensors, path, metadata)
-        tm._save_file = dying
+        ck.save_file = dying
         tm.Trainer({BACKBONE!r}, weights=None, epochs=3, batch_size=8, input_size={SIZE}, progress=False,
                    precision="fp32", augment=None, out_dir={str(out)!r}).fit({str(data_dir)!r})
         """
@@ -234,9 +235,9 @@ def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_loadable(data_
 
 
 def _scripted_val(monkeypatch: pytest.MonkeyPatch, key: str, values: list[float]) -> None:
-    from deepfakedetect._trainer import _Run
+    from deepfakedetect.training.run import Run
 
-    real = _Run._epoch_metrics
+    real = Run._epoch_metrics
     calls = iter(values)
 
     def scripted(self: Any, rows: np.ndarray, prefix: str) -> dict[str, Any]:
@@ -245,7 +246,7 @@ def _scripted_val(monkeypatch: pytest.MonkeyPatch, key: str, values: list[float]
             out[key] = next(calls, out[key])
         return out
 
-    monkeypatch.setattr(_Run, "_epoch_metrics", scripted)
+    monkeypatch.setattr(Run, "_epoch_metrics", scripted)
 
 
 def test_best_epoch_is_kept_and_early_stopping_ends_training(
@@ -293,7 +294,7 @@ def test_frozen_backbone_trains_only_the_head_then_unfreezes(data_dir: Path) -> 
 
 
 def test_face_stage_trains_on_the_largest_face_crop_and_skips_images_without_one(tmp_path: Path) -> None:
-    from deepfakedetect._data import find_dataset, prepare_images
+    from deepfakedetect.training.data import find_dataset, prepare_images
 
     data = make_split_data(tmp_path / "data", train=6, val=3, test=0, size=48)
     no_face = data / "train" / "real" / "real_0.png"
@@ -317,7 +318,7 @@ def test_face_stage_trains_on_the_largest_face_crop_and_skips_images_without_one
     samples = find_dataset(data).train
     prep = prepare_images(samples, preprocess=det.config.preprocess, detector=det, progress=False)
     assert [p for p, _ in prep.skipped] == [str(no_face)]
-    from deepfakedetect._detector import resize_and_crop
+    from deepfakedetect.detector import resize_and_crop
 
     some = samples[3]
     crop = det.extract_faces([np.asarray(Image.open(some.path).convert("RGB"))])[0][0][1]
@@ -341,7 +342,7 @@ def test_history_without_matplotlib_skips_the_png_with_a_note(
     assert json.loads((tmp_path / "with" / "history.json").read_text())["history"][0]["val_auc"] is None
 
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
-    with caplog.at_level(logging.INFO, logger="deepfakedetect._trainer"):
+    with caplog.at_level(logging.INFO, logger="deepfakedetect.training.history"):
         files = result.save_history(tmp_path / "without")
     assert [p.name for p in files] == ["history.json", "history.csv"]
     assert "matplotlib is not installed" in caplog.text
@@ -394,9 +395,10 @@ def test_worker_processes_do_not_change_the_result(data_dir: Path) -> None:
 
 
 def test_balanced_class_weights_follow_the_head_order_not_the_alphabet() -> None:
-    from deepfakedetect._trainer import _Dist, _Run
+    from deepfakedetect.training.distributed import Dist
+    from deepfakedetect.training.run import Run
 
-    run = _Run(Trainer("resnet18", weights=None), _Dist(), torch.device("cpu"))
+    run = Run(Trainer("resnet18", weights=None), Dist(), torch.device("cpu"))
     run.num_outputs, run.fake_index = 2, 0  # config.labels == ("fake", "real")
     y = np.array([1] * 2 + [0] * 6)  # 2 fakes, 6 reals
     weight = run._criterion(y).weight.tolist()

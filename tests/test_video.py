@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 
 from deepfakedetect._errors import ConfigError, InputError, VideoDecodeError
-from deepfakedetect._video import (
+from deepfakedetect.io.video import (
     DECODE_STRATEGIES,
     VideoInfo,
     _plan,
@@ -256,7 +256,7 @@ def test_read_frames_accepts_a_path_and_checks_arguments(videos: dict[str, Path]
 
 
 def test_frames_past_the_end_give_a_warning(videos: dict[str, Path], caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="deepfakedetect._video"):
+    with caplog.at_level(logging.WARNING, logger="deepfakedetect.io.video"):
         got = [i for i, _ in read_frames(videos["index"], [10, 60, 70])]
     assert got == [10]
     assert "decoded 1 of 3 requested frames" in caplog.text
@@ -381,14 +381,14 @@ def test_truncated_in_the_middle(
     path = tmp_path / "half.mp4"
     start = _moov_end(data)
     path.write_bytes(data[: start + (len(data) - start) // 2])
-    with caplog.at_level(logging.WARNING, logger="deepfakedetect._video"):
+    with caplog.at_level(logging.WARNING, logger="deepfakedetect.io.video"):
         info = probe_video(path)
     assert info.truncated and 0 < info.num_frames < 60
     assert "truncated" in caplog.text and "2.40 s" in caplog.text
     caplog.clear()
     # Frames the probe of the complete file promised but this file lacks: a warning, not an error.
     full = dataclasses.replace(probe_video(videos["index_fs"]), path=str(path))
-    with caplog.at_level(logging.WARNING, logger="deepfakedetect._video"):
+    with caplog.at_level(logging.WARNING, logger="deepfakedetect.io.video"):
         got = list(read_frames(full, [0, 5, 59], strategy="select"))
     assert [i for i, _ in got] == [0, 5] and read_index(got[1][1]) == 5
     assert "decoded 2 of 3 requested frames" in caplog.text

@@ -21,11 +21,11 @@ _MARK = re.compile(r"<!--\s*cli-help(?::\s*([\w-]+))?\s*-->")
 
 def _parser() -> argparse.ArgumentParser:
     try:
-        from deepfakedetect._cli import _build_parser
+        from deepfakedetect.cli import build_parser
     except ImportError:  # building from a clone without installing it
         sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "src"))
-        from deepfakedetect._cli import _build_parser
-    return _build_parser()
+        from deepfakedetect.cli import build_parser
+    return build_parser()
 
 
 def _help(name: str | None) -> str:

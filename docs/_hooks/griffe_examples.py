@@ -47,7 +47,7 @@ def _target(ref: str, package: Any, documented: set[str]) -> str | None:
     parts = [p for p in ref.strip().split(".") if p]
     if parts[:1] == ["deepfakedetect"]:
         parts = parts[1:]
-    parts = [p for p in parts if not p.startswith("_")]  # deepfakedetect._batch.detect_many -> detect_many
+    parts = [p for p in parts if not p.startswith("_")]  # deepfakedetect.batch.many.detect_many -> detect_many
     if not parts or parts[0] not in documented or not hasattr(package, parts[0]):
         return None
     obj = getattr(package, parts[0])

@@ -16,7 +16,7 @@ import numpy as np
 from deepfakedetect import ConfigError, InputError
 
 if TYPE_CHECKING:
-    from deepfakedetect import FrameScores
+    from deepfakedetect.video.aggregators import FrameScores
 
 __all__ = ["LogitMeanAggregator"]
 
@@ -30,7 +30,7 @@ class LogitMeanAggregator:
             0 or 1 does not make the result infinite.
 
     Example:
-        >>> from deepfakedetect import FrameScores
+        >>> from deepfakedetect.aggregators import FrameScores
         >>> agg = LogitMeanAggregator()
         >>> round(agg(FrameScores(scores=[0.5, 0.9, 0.9], indices=[0, 1, 2], timestamps=[0, 1, 2])), 4)
         0.8123

@@ -1,136 +1,136 @@
 """deepfakedetect: tell real faces, images and videos from deepfakes.
 
+The names a user types are here; they load on first use, so ``import deepfakedetect``
+stays light (it imports no torch). The built-in plugins have namespaces of their own:
+:mod:`deepfakedetect.samplers`, :mod:`deepfakedetect.aggregators` and
+:mod:`deepfakedetect.faces`.
+
 Example:
-    >>> from deepfakedetect import Detector
-    >>> detector = Detector.from_backbone("resnet18")  # untrained; use from_pretrained() for a real model
+    >>> import deepfakedetect
+    >>> detector = deepfakedetect.Detector.from_pretrained()  # the default model, shipped in the package
     >>> detector.config.backbone
-    'resnet18'
+    'mobilenet_v2'
 """
 
-from ._aggregators import (
-    Aggregator,
-    ConfidentAggregator,
-    FrameScores,
-    MajorityAggregator,
-    MaxAggregator,
-    MeanAggregator,
-    MedianAggregator,
-    QuantileAggregator,
-    TopKMeanAggregator,
-    TrimmedMeanAggregator,
-    get_aggregator,
-    list_aggregators,
-    register_aggregator,
-)
-from ._augment import AugmentConfig
-from ._config import CalibrationConfig, FaceConfig, ModelConfig, PreprocessConfig, VideoConfig
-from ._detector import Detector
-from ._errors import (
-    ConfigError,
-    DatasetError,
-    DeepfakeDetectError,
-    ImageDecodeError,
-    InputError,
-    ModelLoadError,
-    NoFacesError,
-    UnknownPluginError,
-    VideoDecodeError,
-)
-from ._evaluate import EvaluationReport, evaluate
-from ._explain import Explanation
-from ._faces import (
-    Face,
-    FaceDetector,
-    FaceStage,
-    RetinaFaceDetector,
-    crop_face,
-    get_face_detector,
-    register_face_detector,
-    select_faces,
-)
-from ._images import load_image
-from ._model import list_backbones
-from ._ray import DetectorPredictor, detect_with_ray
-from ._results import FaceResult, FrameResult, ImageResult, VideoResult
-from ._samplers import (
-    EveryKthSampler,
-    FirstSecondsSampler,
-    FpsSampler,
-    FrameSampler,
-    RandomSampler,
-    UniformSampler,
-    get_sampler,
-    list_samplers,
-    register_sampler,
-)
-from ._segments import Segment
-from ._trainer import Trainer, TrainResult
-from ._version import __version__
-from ._video import VideoInfo, probe_video, read_frames
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from deepfakedetect._version import __version__
+
+if TYPE_CHECKING:
+    from deepfakedetect._config import (
+        CalibrationConfig,
+        FaceConfig,
+        ModelConfig,
+        PreprocessConfig,
+        VideoConfig,
+    )
+    from deepfakedetect._errors import (
+        ConfigError,
+        DatasetError,
+        DeepfakeDetectError,
+        ImageDecodeError,
+        InputError,
+        ModelLoadError,
+        NoFacesError,
+        UnknownPluginError,
+        VideoDecodeError,
+    )
+    from deepfakedetect.batch.many import detect_many
+    from deepfakedetect.detector import Detector
+    from deepfakedetect.explain import Explanation
+    from deepfakedetect.faces.detectors import get_face_detector
+    from deepfakedetect.io.video import VideoInfo, probe_video, read_frames
+    from deepfakedetect.results import FaceResult, FrameResult, ImageResult, VideoResult
+    from deepfakedetect.training.augment import AugmentConfig
+    from deepfakedetect.training.evaluate import EvaluationReport, evaluate
+    from deepfakedetect.training.trainer import Trainer, TrainResult
+    from deepfakedetect.video.aggregators import register_aggregator
+    from deepfakedetect.video.samplers import register_sampler
+
+# Where each public name lives; ``__getattr__`` imports the module on first access.
+_EXPORTS: dict[str, str] = {
+    "AugmentConfig": "deepfakedetect.training.augment",
+    "CalibrationConfig": "deepfakedetect._config",
+    "ConfigError": "deepfakedetect._errors",
+    "DatasetError": "deepfakedetect._errors",
+    "DeepfakeDetectError": "deepfakedetect._errors",
+    "Detector": "deepfakedetect.detector",
+    "EvaluationReport": "deepfakedetect.training.evaluate",
+    "Explanation": "deepfakedetect.explain",
+    "FaceConfig": "deepfakedetect._config",
+    "FaceResult": "deepfakedetect.results",
+    "FrameResult": "deepfakedetect.results",
+    "ImageDecodeError": "deepfakedetect._errors",
+    "ImageResult": "deepfakedetect.results",
+    "InputError": "deepfakedetect._errors",
+    "ModelConfig": "deepfakedetect._config",
+    "ModelLoadError": "deepfakedetect._errors",
+    "NoFacesError": "deepfakedetect._errors",
+    "PreprocessConfig": "deepfakedetect._config",
+    "TrainResult": "deepfakedetect.training.trainer",
+    "Trainer": "deepfakedetect.training.trainer",
+    "UnknownPluginError": "deepfakedetect._errors",
+    "VideoConfig": "deepfakedetect._config",
+    "VideoDecodeError": "deepfakedetect._errors",
+    "VideoInfo": "deepfakedetect.io.video",
+    "VideoResult": "deepfakedetect.results",
+    "detect_many": "deepfakedetect.batch.many",
+    "evaluate": "deepfakedetect.training.evaluate",
+    "get_face_detector": "deepfakedetect.faces.detectors",
+    "probe_video": "deepfakedetect.io.video",
+    "read_frames": "deepfakedetect.io.video",
+    "register_aggregator": "deepfakedetect.video.aggregators",
+    "register_sampler": "deepfakedetect.video.samplers",
+}
 
 __all__ = [
-    "Aggregator",
     "AugmentConfig",
     "CalibrationConfig",
-    "ConfidentAggregator",
     "ConfigError",
     "DatasetError",
     "DeepfakeDetectError",
     "Detector",
-    "DetectorPredictor",
     "EvaluationReport",
-    "EveryKthSampler",
     "Explanation",
-    "Face",
     "FaceConfig",
-    "FaceDetector",
     "FaceResult",
-    "FaceStage",
-    "FirstSecondsSampler",
-    "FpsSampler",
     "FrameResult",
-    "FrameSampler",
-    "FrameScores",
     "ImageDecodeError",
     "ImageResult",
     "InputError",
-    "MajorityAggregator",
-    "MaxAggregator",
-    "MeanAggregator",
-    "MedianAggregator",
     "ModelConfig",
     "ModelLoadError",
     "NoFacesError",
     "PreprocessConfig",
-    "QuantileAggregator",
-    "RandomSampler",
-    "RetinaFaceDetector",
-    "Segment",
-    "TopKMeanAggregator",
     "TrainResult",
     "Trainer",
-    "TrimmedMeanAggregator",
-    "UniformSampler",
     "UnknownPluginError",
     "VideoConfig",
     "VideoDecodeError",
     "VideoInfo",
     "VideoResult",
     "__version__",
-    "crop_face",
-    "detect_with_ray",
+    "detect_many",
     "evaluate",
-    "get_aggregator",
     "get_face_detector",
-    "get_sampler",
-    "list_aggregators",
-    "list_backbones",
-    "list_samplers",
-    "load_image",
     "probe_video",
     "read_frames",
     "register_aggregator",
-    "register_face_detector",
     "register_sampler",
-    "select_faces",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'deepfakedetect' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip this function
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

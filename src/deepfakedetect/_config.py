@@ -15,8 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigError
-from ._version import __version__
+from deepfakedetect._errors import ConfigError
+from deepfakedetect._version import __version__
+
+#: The files of a model folder (local or a Hub repo).
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+README_NAME = "README.md"
 
 __all__ = [
     "FORMAT_VERSION",
@@ -34,7 +39,7 @@ _FACE_SELECT = ("largest", "all", "relative")
 _FACE_REDUCE = ("max", "mean", "largest")
 
 
-def _check(cond: bool, message: str) -> None:
+def _check(cond: object, message: str) -> None:
     if not cond:
         raise ConfigError(message)
 

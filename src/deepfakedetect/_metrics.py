@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ConfigError
+from deepfakedetect._errors import ConfigError
 
 __all__ = [
     "accuracy",

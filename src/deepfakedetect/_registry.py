@@ -16,11 +16,12 @@ from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
-from ._errors import ConfigError, UnknownPluginError
+from deepfakedetect._errors import ConfigError, UnknownPluginError
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=Callable[..., Any])
+F = TypeVar("F", bound=Callable[..., Any])
 
 __all__ = ["Registry", "parse_spec"]
 
@@ -81,14 +82,14 @@ class Registry(Generic[T]):
 
     def register(
         self, name: str | None = None, *, override: bool = False
-    ) -> Callable[[T], T]:
+    ) -> Callable[[F], F]:
         """Decorator that registers a class or function under ``name`` (default: its ``__name__``).
 
         Raises:
             ConfigError: if the name is taken and ``override`` is false.
         """
 
-        def decorator(obj: T) -> T:
+        def decorator(obj: F) -> F:
             self.add(name or obj.__name__, obj, override=override)
             return obj
 

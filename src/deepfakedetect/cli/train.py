@@ -1,0 +1,125 @@
+"""The ``deepfakedetect train`` and ``deepfakedetect evaluate`` subcommands.
+
+Their arguments are in :mod:`deepfakedetect.cli.parser`; errors the library raises on
+purpose propagate to it and are printed as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from deepfakedetect._utils import jsonable
+from deepfakedetect.detector import Detector
+from deepfakedetect.training.augment import AugmentConfig
+from deepfakedetect.training.evaluate import evaluate
+from deepfakedetect.training.trainer import Trainer
+
+__all__ = ["run_evaluate", "run_train"]
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``deepfakedetect train``."""
+
+    weights = None if str(args.weights).lower() == "none" else args.weights
+    trainer = Trainer(
+        args.backbone,
+        weights=weights,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        optimizer=args.optimizer,
+        scheduler=args.scheduler,
+        warmup_epochs=args.warmup_epochs,
+        weight_decay=args.weight_decay,
+        freeze_backbone=args.freeze_backbone,
+        unfreeze_at_epoch=args.unfreeze_at_epoch,
+        class_weights=None if args.no_class_weights else "balanced",
+        precision=args.precision,
+        grad_clip=args.grad_clip if args.grad_clip and args.grad_clip > 0 else None,
+        augment=None if args.no_augment else AugmentConfig(),
+        self_blend=args.self_blend,
+        input_size=args.input_size,
+        faces=args.faces,
+        select_metric=args.select_metric,
+        early_stopping_patience=args.early_stopping,
+        seed=args.seed,
+        out_dir=args.out,
+        num_workers=args.num_workers,
+        progress=False if (args.no_progress or args.json) else None,
+        cache=None if args.cache == "none" else args.cache,
+        calibrate=not args.no_calibrate,
+        val_fraction=args.val_fraction,
+        test_fraction=args.test_fraction,
+        strict=args.strict,
+        device=args.device,
+    )
+    result = trainer.fit(args.data if len(args.data) > 1 else args.data[0], val=args.val, resume=args.resume)
+    if args.json:
+
+        doc = {
+            "out_dir": str(Path(args.out)),
+            "best_epoch": result.best_epoch,
+            "stopped_early": result.stopped_early,
+            "data_seconds": result.data_seconds,
+            "metrics": result.metrics,
+            "history": result.history,
+        }
+        print(json.dumps(jsonable(doc)))
+        return 0
+    print(f"{'epoch':>5}  {'train loss':>10}  {'train acc':>9}  {'val loss':>8}  {'val acc':>7}  {'val AUC':>7}  {'time s':>6}")
+    for h in result.history:
+        mark = "  *" if h["epoch"] == result.best_epoch else ""
+        print(
+            f"{h['epoch']:>5}  {h['train_loss']:>10.4f}  {h['train_accuracy']:>9.4f}  {h['val_loss']:>8.4f}  "
+            f"{h['val_accuracy']:>7.4f}  {_num(h['val_auc']):>7.4f}  {h['time_s']:>6.1f}{mark}"
+        )
+    m = result.metrics
+    cal = result.detector.config.calibration
+    print(f"kept epoch {result.best_epoch} (*); calibrated temperature {cal.temperature:.4g}, threshold {cal.threshold:.4g}")
+    for split in ("val", "test"):
+        if f"{split}_auc" in m:
+            print(
+                f"{split}: accuracy {m[f'{split}_accuracy']:.4f}, ROC AUC {_num(m[f'{split}_auc']):.4f}, "
+                f"EER {_num(m[f'{split}_eer']):.4f}, log loss {m[f'{split}_log_loss']:.4f} ({m[f'{split}_n']} images)"
+            )
+    print(f"model written to {args.out} (load with Detector.from_pretrained({str(args.out)!r}))")
+    sys.stdout.flush()
+    return 0
+
+
+def _num(x: Any) -> float:
+    return float("nan") if x is None else float(x)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``deepfakedetect evaluate``."""
+
+    detector = Detector.from_pretrained(
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device
+    )
+    report = evaluate(
+        detector,
+        args.data if len(args.data) > 1 else args.data[0],
+        batch_size=args.batch_size,
+        split=args.split,
+        videos=args.videos,
+        threshold=args.threshold,
+        sampler=args.sampler,
+        aggregator=args.aggregator,
+        strict=args.strict,
+        progress=False if (args.no_progress or args.json) else None,
+    )
+    if args.roc:
+        report.plot_roc(args.roc)
+    if args.json:
+        print(json.dumps(report.to_dict(include_scores=args.scores)))
+    else:
+        print(report.to_markdown(), end="")
+        if args.roc:
+            print(f"ROC plot written to {args.roc}")
+    sys.stdout.flush()
+    return 0

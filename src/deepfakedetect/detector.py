@@ -1,0 +1,532 @@
+"""The :class:`Detector`: a backbone, its preprocessing and calibration, and the face stage."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepfakedetect._config import ModelConfig
+from deepfakedetect._errors import ConfigError, InputError, NoFacesError
+from deepfakedetect._utils import progress_bar
+from deepfakedetect._version import __version__
+from deepfakedetect.explain import Explanation, explain, explain_video_frames
+from deepfakedetect.faces import Face, FaceDetector, FaceStage
+from deepfakedetect.io.images import describe_input, is_image_input, load_image
+from deepfakedetect.io.video import probe_video, read_frames
+from deepfakedetect.models.precision import InferenceCopy, resolve_precision
+from deepfakedetect.models.preprocess import resize_and_crop
+from deepfakedetect.models.pretrained import DEFAULT_MODEL_DIR, PretrainedMixin
+from deepfakedetect.results import FaceResult, FrameResult, ImageResult, VideoResult
+from deepfakedetect.video.aggregators import FrameScores, get_aggregator
+from deepfakedetect.video.samplers import get_sampler
+from deepfakedetect.video.segments import find_segments
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["Detector", "DEFAULT_MODEL_DIR"]
+
+class Detector(PretrainedMixin):
+    """Tells real from fake images and videos.
+
+    A detector is a classification network, the preprocessing it was trained with,
+    its calibration and, optionally, a face stage that crops faces before scoring.
+    Build one with :meth:`from_pretrained` (a model folder or Hub repo, or the
+    default model) or :meth:`from_backbone` (a new, untrained detector).
+
+    Args:
+        model: A network mapping a normalised (N, 3, S, S) batch to (N, 1 or 2) logits.
+        config: Its configuration.
+        device: Where to run (``"cpu"``, ``"cuda"``, ...); default: CUDA when available.
+        face_detector: A face detector to use instead of the one the config names.
+        source: Where the model came from (for provenance in results).
+        revision: The Hub commit it came from, if any.
+        precision: ``"auto"`` (bf16 autocast where the hardware multiplies bf16 natively,
+            fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``. See docs/performance.md
+            for the speed and the score differences that ``"auto"`` was chosen on.
+
+    Example:
+        >>> det = Detector.from_backbone("resnet18", weights=None)
+        >>> import numpy as np
+        >>> r = det.detect_image(np.zeros((64, 64, 3), dtype=np.uint8))
+        >>> 0.0 <= r.fake_score <= 1.0
+        True
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: ModelConfig,
+        *,
+        device: str | torch.device | None = None,
+        face_detector: FaceDetector | None = None,
+        source: str | None = None,
+        revision: str | None = None,
+        precision: str = "auto",
+    ) -> None:
+        self.config = config
+        self.device = torch.device(device) if device is not None else _default_device()
+        self.precision = precision
+        self._autocast_dtype = resolve_precision(precision, self.device)
+        self.model = model.eval().to(self.device)
+        if self.device.type == "cpu":
+            self.model = self.model.to(memory_format=torch.channels_last)
+        # Scoring runs a copy with BatchNorm folded in; self.model stays trainable and savable.
+        self._inference = InferenceCopy()
+        self._compiled = False
+        self.source = source
+        self.revision = revision
+        self._face_detector = face_detector
+        # How the face detector's own weights may be fetched (from_pretrained's options).
+        self._hub_options: dict[str, Any] = {}
+        self._face_stage: FaceStage | None = None
+        self._face_lock = threading.Lock()
+
+    # ------------------------------------------------------------------ building
+    def compile(self, enabled: bool = True) -> Detector:
+        """Score through ``torch.compile`` from the next call on (for long runs); returns ``self``.
+
+        Compilation (inductor, weights frozen into the compiled code) happens at the
+        first scoring call and again whenever the weights or the device change. On a
+        2-core CPU the first call takes about 8-20 s, after which ResNet-18 and
+        ResNet-50 score about 1.1x faster than the default eager path and MobileNetV2
+        (the default model) not at all (``docs/performance.md``): it pays off for a
+        large ResNet run, not for one video. Shapes are static: every forward
+        pass runs a full batch of ``batch_size`` (the last one padded), so a single
+        image costs a whole batch. On a CPU it needs a C++ compiler; where compiling
+        fails, scoring falls back to the eager path with a warning.
+
+        Args:
+            enabled: ``False`` goes back to the eager path.
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18").compile()  # doctest: +SKIP
+        """
+        self._compiled = bool(enabled)
+        return self
+
+    def to(self, device: str | torch.device) -> Detector:
+        """Move the model (and later face detection) to ``device``; returns ``self``."""
+        self.device = torch.device(device)
+        self.model.to(self.device)
+        self._autocast_dtype = resolve_precision(self.precision, self.device)
+        self._face_stage = None  # rebuilt on the new device when next needed
+        return self
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def threshold(self) -> float:
+        """The calibrated decision threshold on ``fake_score``."""
+        return self.config.calibration.threshold
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """Where the model came from, recorded in every result."""
+        return {
+            "source": self.source,
+            "revision": self.revision,
+            "backbone": self.config.backbone,
+            "library_version": __version__,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"Detector(backbone={self.config.backbone!r}, source={self.source!r}, "
+            f"faces={self.config.faces.enabled}, device={str(self.device)!r})"
+        )
+
+    # ------------------------------------------------------------------ scoring core
+    def preprocess(self, images: Sequence[np.ndarray]) -> torch.Tensor:
+        """Turn RGB uint8 arrays into the normalised (N, 3, S, S) float batch the model expects.
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=64)
+            >>> det.preprocess([np.zeros((80, 100, 3), np.uint8)]).shape
+            torch.Size([1, 3, 64, 64])
+        """
+        pre = self.config.preprocess
+        batch = np.stack([resize_and_crop(im, pre) for im in images])
+        x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(pre.mean).view(1, 3, 1, 1)
+        std = torch.tensor(pre.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def fake_probability(self, logits: torch.Tensor) -> torch.Tensor:
+        """Calibrated probability of fake from the model's logits (temperature applied)."""
+        t = self.config.calibration.temperature
+        logits = logits.float() / t
+        if self.config.num_outputs == 1:
+            return torch.sigmoid(logits[:, 0])
+        return torch.softmax(logits, dim=1)[:, self.config.fake_index]
+
+    def score_arrays(self, images: Sequence[np.ndarray], *, batch_size: int = 32) -> np.ndarray:
+        """Calibrated fake scores for RGB uint8 arrays, without any face stage.
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=64)
+            >>> det.score_arrays([np.zeros((64, 64, 3), np.uint8)] * 3).shape
+            (3,)
+        """
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        out = np.empty(len(images), dtype=np.float64)
+        for start in range(0, len(images), batch_size):
+            x = self.preprocess(images[start : start + batch_size])
+            n = len(x)
+            if self._compiled and n < batch_size:  # static shapes: one compiled graph for every batch
+                x = torch.cat([x, x.new_zeros((batch_size - n, *x.shape[1:]))])
+            if self.device.type == "cuda":
+                x = x.pin_memory()  # page-locked, so the copy below is a real asynchronous DMA
+            x = x.to(self.device, non_blocking=True)
+            if self.device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
+            logits = self._forward(x)[:n]
+            probs = self.fake_probability(logits)
+            out[start : start + n] = probs.cpu().double().numpy()
+        return out
+
+    def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        model = self._inference.get(self.model, self.device, compiled=self._compiled)
+        autocast = torch.autocast(
+            self.device.type, dtype=self._autocast_dtype or torch.float32, enabled=self._autocast_dtype is not None
+        )
+        with torch.inference_mode(), autocast:
+            if not self._compiled:
+                return cast(torch.Tensor, model(x))
+            try:
+                return cast(torch.Tensor, model(x))
+            except Exception as e:  # noqa: BLE001 - compilation fails in many ways (no compiler, unsupported ops)
+                logger.warning("torch.compile failed (%s: %s); scoring without it", type(e).__name__, str(e)[:300])
+                self._compiled = False
+                return cast(torch.Tensor, self._inference.get(self.model, self.device)(x))
+
+    def _get_face_stage(self) -> FaceStage:
+        # Built once (the face detector loads its weights on first use) and shared by
+        # threads; the lock keeps two threads from building it twice.
+        with self._face_lock:
+            if self._face_stage is None or self._face_stage.config != self.config.faces:
+                self._face_stage = FaceStage(
+                    self.config.faces,
+                    detector=self._face_detector,
+                    device=self.device,
+                    detector_options=self._hub_options,
+                )
+            return self._face_stage
+
+    def extract_faces(self, images: Sequence[np.ndarray]) -> list[list[tuple[Face, np.ndarray]]]:
+        """Find, select and crop faces exactly as scoring does, by the config's face settings.
+
+        Works whether or not the face stage is enabled (the Trainer uses it to crop
+        training images the way inference will).
+
+        Args:
+            images: RGB uint8 arrays (H, W, 3).
+
+        Returns:
+            Per image, ``(face, crop)`` pairs, largest face first.
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", faces=True)
+            >>> det.extract_faces([np.zeros((64, 64, 3), np.uint8)])  # doctest: +SKIP
+            [[]]
+        """
+        return self._get_face_stage()(images)
+
+    def _score_frames(
+        self, frames: Sequence[np.ndarray], *, batch_size: int
+    ) -> list[tuple[float | None, tuple[FaceResult, ...]]]:
+        """Score frames: whole frames, or each face crop reduced per frame."""
+        faces_cfg = self.config.faces
+        if not faces_cfg.enabled:
+            return [(float(s), ()) for s in self.score_arrays(frames, batch_size=batch_size)]
+        per_frame = self.extract_faces(frames)
+        crops = [crop for found in per_frame for _, crop in found]
+        scores = self.score_arrays(crops, batch_size=batch_size) if crops else np.empty(0)
+        out: list[tuple[float | None, tuple[FaceResult, ...]]] = []
+        pos = 0
+        for found in per_frame:
+            results = tuple(FaceResult.from_face(face, float(scores[pos + i])) for i, (face, _) in enumerate(found))
+            pos += len(found)
+            out.append((_reduce_faces(results, faces_cfg.reduce), results))
+        return out
+
+    def _label(self, score: float | None, threshold: float) -> str | None:
+        if score is None:
+            return None
+        return self.config.fake_label if score >= threshold else self.config.real_label
+
+    # ------------------------------------------------------------------ images
+    def detect_image(
+        self,
+        image: Any,
+        *,
+        batch_size: int = 32,
+        threshold: float | None = None,
+        strict_faces: bool = False,
+    ) -> Any:
+        """Score one image or a list of images.
+
+        Args:
+            image: A path, ``pathlib.Path``, PIL image, NumPy array (HWC uint8),
+                torch tensor (CHW), or a list of them (list in, list out, order kept).
+            batch_size: Images (or face crops) per forward pass.
+            threshold: Decision threshold (default: the model's calibrated one).
+            strict_faces: With the face stage on, raise :class:`NoFacesError` when an
+                image has no face instead of returning a ``"no_face"`` result.
+
+        Returns:
+            An :class:`ImageResult`, or a list of them for a list input.
+
+        Raises:
+            InputError: an input that is not an image; :class:`ImageDecodeError` for
+                unreadable files (naming the file).
+            NoFacesError: with ``strict_faces``, when an image has no face.
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=64)
+            >>> [r.label in ("real", "fake") for r in det.detect_image([np.zeros((8, 8, 3), np.uint8)] * 2)]
+            [True, True]
+        """
+        single = is_image_input(image)
+        if single:
+            items = [image]
+        elif isinstance(image, (list, tuple)):
+            items = list(image)
+        else:
+            raise InputError(
+                f"cannot use {describe_input(image)} as an image: pass a path, PIL image, "
+                "NumPy array, torch tensor, or a list of them"
+            )
+        thr = self.threshold if threshold is None else _check_threshold(threshold)
+        results: list[ImageResult] = []
+        for start in range(0, len(items), max(1, batch_size)):
+            chunk = items[start : start + batch_size]
+            arrays = [load_image(x) for x in chunk]
+            for x, (score, faces) in zip(chunk, self._score_frames(arrays, batch_size=batch_size)):
+                if score is None and strict_faces:
+                    raise NoFacesError(
+                        f"{describe_input(x)}: no face found (min confidence "
+                        f"{self.config.faces.min_confidence}); pass strict_faces=False to get a "
+                        "'no_face' result instead"
+                    )
+                results.append(
+                    ImageResult(
+                        fake_score=score,
+                        label=self._label(score, thr),
+                        threshold=thr,
+                        faces=faces,
+                        face_stage=self.config.faces.enabled,
+                        source=describe_input(x),
+                        model=self.provenance,
+                    )
+                )
+        return results[0] if single else results
+
+    # ------------------------------------------------------------------ videos
+    def detect_video(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        sampler: Any = None,
+        aggregator: Any = None,
+        batch_size: int = 32,
+        threshold: float | None = None,
+        progress: bool | None = None,
+        strict_faces: bool = False,
+        allow_urls: bool = False,
+        timeout: float = 120.0,
+    ) -> VideoResult:
+        """Score a video: sample frames, decode only those, score them, aggregate.
+
+        Args:
+            path: The video file.
+            sampler: Which frames: a name (``"uniform"``), ``"uniform:num_frames=16"``,
+                ``{"name": "fps", "fps": 2}``, or any callable ``(VideoInfo) -> indices``.
+                Default: the model config's (uniform, 32 frames).
+            aggregator: How frame scores become one: a name, spec, mapping or callable
+                ``(FrameScores) -> float``. Default: the model config's.
+            batch_size: Frames (or face crops) per forward pass.
+            threshold: Decision threshold (default: the model's calibrated one); also
+                the threshold for ``segments``.
+            progress: Show a progress bar (default: on unless ``DEEPFAKEDETECT_PROGRESS=0``).
+            strict_faces: Raise :class:`NoFacesError` when no sampled frame has a face.
+            allow_urls: Allow URLs and ffmpeg protocols as ``path`` (refused by default).
+            timeout: Seconds without progress after which decoding is abandoned.
+
+        Returns:
+            A :class:`VideoResult` with per-frame scores and fake segments.
+
+        Raises:
+            VideoDecodeError: unreadable, truncated or stalled video (naming the file).
+            UnknownPluginError: an unknown sampler or aggregator name.
+            NoFacesError: with ``strict_faces``, when no frame had a face.
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18")
+            >>> v = det.detect_video("clip.mp4", sampler="uniform:num_frames=8")  # doctest: +SKIP
+        """
+        thr = self.threshold if threshold is None else _check_threshold(threshold)
+        info = probe_video(path, allow_urls=allow_urls, timeout=timeout)
+        smp = get_sampler(sampler if sampler is not None else self.config.video.sampler)
+        agg = get_aggregator(aggregator if aggregator is not None else self.config.video.aggregator)
+        indices = sorted({int(i) for i in smp(info)})
+        bad = [i for i in indices if not 0 <= i < info.num_frames]
+        if bad:
+            raise ConfigError(
+                f"sampler {smp!r} returned frame indices outside 0..{info.num_frames - 1} for {path}: {bad[:5]}"
+            )
+        # Whole-frame models never need more than about twice their input size; the
+        # face stage keeps detail for the crops, up to 1080p-class frames.
+        pre = self.config.preprocess
+        max_size = 1920 if self.config.faces.enabled else 2 * pre.resize_size
+        frames: list[FrameResult] = []
+        bar = progress_bar(len(indices), Path(str(path)).name, unit="frame", progress=progress)
+        try:
+            for chunk in _chunks(read_frames(info, indices, max_size=max_size, timeout=timeout), batch_size):
+                idx = [i for i, _ in chunk]
+                scored = self._score_frames([f for _, f in chunk], batch_size=batch_size)
+                for i, (score, faces) in zip(idx, scored):
+                    frames.append(FrameResult(index=i, timestamp=info.timestamp(i), fake_score=score, faces=faces))
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+        scored_frames = [f for f in frames if f.fake_score is not None]
+        fs = FrameScores(
+            scores=np.array([f.fake_score for f in scored_frames], dtype=np.float64),
+            indices=np.array([f.index for f in scored_frames], dtype=np.int64),
+            timestamps=np.array([f.timestamp for f in scored_frames], dtype=np.float64),
+        )
+        if len(fs) == 0 and strict_faces:
+            raise NoFacesError(f"{path}: no face found in any of the {len(frames)} decoded frames")
+        score = float(np.clip(agg(fs), 0.0, 1.0)) if len(fs) else None
+        segments = tuple(find_segments(fs, threshold=thr)) if len(fs) else ()
+        return VideoResult(
+            fake_score=score,
+            label=self._label(score, thr),
+            threshold=thr,
+            frames=tuple(frames),
+            segments=segments,
+            num_requested=len(indices),
+            sampler=repr(smp),
+            aggregator=repr(agg),
+            video=_video_facts(info),
+            face_stage=self.config.faces.enabled,
+            source=str(path),
+            model=self.provenance,
+        )
+
+
+    # ------------------------------------------------------------------ explanations
+    def explain(self, image: Any, *, target: str = "fake", layer: Any = None, face_index: int = 0) -> Explanation:
+        """Grad-CAM heat map of what made the model score ``image`` as it did.
+
+        With the face stage on, the map covers the face crop that ``detect_image``
+        scores; otherwise the preprocessed image.
+
+        Args:
+            image: One image: a path, PIL image, NumPy array (HWC) or torch tensor (CHW).
+            target: The label whose evidence to show, ``"fake"`` or ``"real"``.
+            layer: A module name (``"layer4"``), a module, or ``None`` for the last convolutional block.
+            face_index: Which face, with the face stage on (0 = the largest).
+
+        Returns:
+            An :class:`Explanation` with ``heatmap``, ``crop``, ``fake_score``, ``face`` and ``overlay()``.
+
+        Raises:
+            InputError: an input that is not one image.
+            NoFacesError: the face stage is on and found no face.
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=32)
+            >>> det.explain(np.zeros((40, 40, 3), np.uint8)).heatmap.shape
+            (32, 32)
+        """
+        return explain(self, image, target=target, layer=layer, face_index=face_index)
+
+    def explain_video_frames(
+        self,
+        path: str | os.PathLike[str],
+        indices: Sequence[int],
+        *,
+        target: str = "fake",
+        layer: Any = None,
+        face_index: int = 0,
+        allow_urls: bool = False,
+        timeout: float = 120.0,
+    ) -> list[Explanation]:
+        """Grad-CAM heat maps for chosen frames of a video, decoded as ``detect_video`` decodes them.
+
+        Args:
+            path: The video file.
+            indices: Frame indices (e.g. the frames of a fake segment).
+            target: The label whose evidence to show, ``"fake"`` or ``"real"``.
+            layer: The module to take activations from (see :meth:`explain`).
+            face_index: Which face in each frame, with the face stage on.
+            allow_urls: Allow URLs and ffmpeg protocols as ``path``.
+            timeout: Seconds without progress after which decoding is abandoned.
+
+        Returns:
+            One :class:`Explanation` per decoded frame, with ``frame_index`` and ``timestamp``.
+
+        Raises:
+            VideoDecodeError: an unreadable video.
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18")
+            >>> maps = det.explain_video_frames("clip.mp4", [0, 30])  # doctest: +SKIP
+        """
+        return explain_video_frames(
+            self, path, indices, target=target, layer=layer, face_index=face_index,
+            allow_urls=allow_urls, timeout=timeout,
+        )
+
+def _default_device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _check_threshold(threshold: float) -> float:
+    if not 0.0 <= float(threshold) <= 1.0:
+        raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
+    return float(threshold)
+
+
+def _reduce_faces(faces: tuple[FaceResult, ...], how: str) -> float | None:
+    if not faces:
+        return None
+    if how == "mean":
+        return float(np.mean([f.fake_score for f in faces]))
+    if how == "largest":
+        return max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1])).fake_score
+    return max(f.fake_score for f in faces)
+
+
+def _chunks(it: Iterator[Any], size: int) -> Iterator[list[Any]]:
+    chunk: list[Any] = []
+    try:
+        for item in it:
+            chunk.append(item)
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+    finally:
+        close = getattr(it, "close", None)
+        if close is not None:
+            close()
+
+
+def _video_facts(info: Any) -> dict[str, Any]:
+    keys = ("width", "height", "fps", "num_frames", "duration", "rotation", "codec")
+    return {k: getattr(info, k) for k in keys if hasattr(info, k)}
+
+

@@ -1,0 +1,1 @@
+"""Reading media safely: images (any mode, EXIF, bombs refused) and videos (ffmpeg, streaming)."""

@@ -1,0 +1,184 @@
+"""Turning what users pass (paths, PIL images, arrays, tensors) into RGB uint8 arrays, safely.
+
+Files are opened with Pillow without touching its global settings: EXIF orientation
+is applied, every mode becomes RGB with the right scaling, decompression bombs and
+truncated files raise :class:`ImageDecodeError`.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from deepfakedetect._errors import ImageDecodeError, InputError
+
+__all__ = ["ImageInput", "describe_input", "is_image_input", "load_image"]
+
+# What detect_image accepts for one image. torch tensors are accepted too (checked by
+# duck typing so that this module does not import torch).
+ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, Any]
+
+# Pillow's own default; read from the class attribute at call time would pick up a
+# user's change to the global, which is theirs to make, so we honour it when smaller.
+_DEFAULT_MAX_PIXELS = 89_478_485
+
+
+def describe_input(x: Any) -> str:
+    """A short description of an input for error messages."""
+    if isinstance(x, (str, os.PathLike)):
+        return str(x)
+    if isinstance(x, Image.Image):
+        return f"PIL image {x.mode} {x.size[0]}x{x.size[1]}"
+    shape = getattr(x, "shape", None)
+    if shape is not None:
+        return f"{type(x).__name__} of shape {tuple(shape)} and dtype {getattr(x, 'dtype', '?')}"
+    return type(x).__name__
+
+
+def is_image_input(x: Any) -> bool:
+    """Whether ``x`` is one image (as opposed to a list of them)."""
+    return isinstance(x, (str, os.PathLike, Image.Image, np.ndarray)) or _is_tensor(x)
+
+
+def _is_tensor(x: Any) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def load_image(x: ImageInput, *, max_pixels: int | None = None) -> np.ndarray:
+    """Return an RGB uint8 array (H, W, 3) for a path, PIL image, array or tensor.
+
+    Arrays are HWC (or HW) with 1, 3 or 4 channels, uint8 or float in [0, 1].
+    Tensors are CHW (or HW), uint8 or float in [0, 1], as torchvision uses them.
+
+    Args:
+        x: The image.
+        max_pixels: Refuse files with more pixels than this (default: Pillow's limit,
+            about 89 megapixels). Checked from the header, before decoding.
+
+    Returns:
+        A C-contiguous uint8 array of shape (H, W, 3).
+
+    Raises:
+        ImageDecodeError: unreadable, truncated, too large, or of an unusable shape or dtype.
+
+    Example:
+        >>> import numpy as np
+        >>> load_image(np.zeros((4, 5), dtype=np.uint8)).shape
+        (4, 5, 3)
+    """
+    if isinstance(x, (str, os.PathLike)):
+        return _load_file(Path(x), max_pixels=max_pixels)
+    if isinstance(x, Image.Image):
+        return _pil_to_rgb(x, name="PIL image")
+    if isinstance(x, np.ndarray):
+        return _array_to_rgb(x, name=describe_input(x), channels_last=True)
+    if _is_tensor(x):
+        arr = x.detach().cpu()
+        if arr.dtype.is_floating_point:
+            arr = arr.float()
+        return _array_to_rgb(arr.numpy(), name=describe_input(x), channels_last=False)
+    raise InputError(
+        f"cannot use {describe_input(x)} as an image: pass a file path, a PIL image, "
+        "a NumPy array (HWC) or a torch tensor (CHW)"
+    )
+
+
+def _load_file(path: Path, *, max_pixels: int | None) -> np.ndarray:
+    limit = max_pixels or min(_DEFAULT_MAX_PIXELS, Image.MAX_IMAGE_PIXELS or _DEFAULT_MAX_PIXELS)
+    if not path.is_file():
+        raise ImageDecodeError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ImageDecodeError(f"{path}: the file is empty (0 bytes)")
+    try:
+        with warnings.catch_warnings():
+            # Our own pixel limit below replaces Pillow's warning; the global stays untouched.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                w, h = img.size
+                if w * h > limit:
+                    raise ImageDecodeError(
+                        f"{path}: {w}x{h} = {w * h:,} pixels is over the limit of {limit:,} "
+                        "(a possible decompression bomb); downscale the image first, or pass "
+                        "max_pixels= if you trust it"
+                    )
+                img.load()
+                return _pil_to_rgb(img, name=str(path))
+    except ImageDecodeError:
+        raise
+    except UnidentifiedImageError as e:
+        raise ImageDecodeError(
+            f"{path}: not an image Pillow can read (is it really an image? "
+            "supported: JPEG, PNG, WebP, BMP, TIFF, GIF and the other formats Pillow reads)"
+        ) from e
+    except Image.DecompressionBombError as e:
+        raise ImageDecodeError(f"{path}: refused as a decompression bomb: {e}") from e
+    except (OSError, SyntaxError, ValueError, EOFError) as e:
+        raise ImageDecodeError(f"{path}: cannot decode the image ({e}); the file may be truncated or corrupt") from e
+    except Exception as e:  # Pillow's plugins for rarer formats raise other types on malformed files
+        raise ImageDecodeError(f"{path}: cannot decode the image ({type(e).__name__}: {e})") from e
+
+
+def _pil_to_rgb(img: Image.Image, *, name: str) -> np.ndarray:
+    try:
+        img = ImageOps.exif_transpose(img)
+    except Exception:  # a malformed EXIF block must not make the pixels unusable
+        pass
+    if img.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to their plain forms
+        img = img.convert("LA" if img.mode == "La" else "RGBA")
+    mode = img.mode
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.uint8).copy()
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img, dtype=np.float64)
+        arr = np.nan_to_num(arr, nan=0.0, posinf=0.0, neginf=0.0)
+        if mode == "F":
+            # Float images have no standard range: [0, 1] when they fit in it, else [0, 255].
+            scale = 255.0 if arr.size and arr.max() <= 1.0 and arr.min() >= 0.0 else 1.0
+        else:
+            scale = 255.0 / 65535.0
+        gray = np.clip(np.rint(arr * scale), 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    try:
+        if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+            # Transparent pixels are shown on white, as image viewers do.
+            rgba = img.convert("RGBA")
+            background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+            return np.asarray(Image.alpha_composite(background, rgba).convert("RGB"), dtype=np.uint8).copy()
+        return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
+    except (ValueError, OSError) as e:
+        raise ImageDecodeError(f"{name}: cannot convert image mode {mode!r} to RGB: {e}") from e
+
+
+def _array_to_rgb(arr: np.ndarray, *, name: str, channels_last: bool) -> np.ndarray:
+    if arr.ndim == 3 and not channels_last:
+        arr = np.moveaxis(arr, 0, -1)
+    if arr.ndim == 2:
+        arr = arr[:, :, None]
+    if arr.ndim != 3 or arr.shape[2] not in (1, 3, 4):
+        layout = "(H, W, C)" if channels_last else "(C, H, W)"
+        raise ImageDecodeError(f"{name}: expected shape {layout} with 1, 3 or 4 channels, or (H, W)")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ImageDecodeError(f"{name}: the image is empty")
+    if arr.dtype == np.uint8:
+        out = arr
+    elif np.issubdtype(arr.dtype, np.floating):
+        if not np.isfinite(arr).all():
+            raise ImageDecodeError(f"{name}: contains NaN or infinite values")
+        if arr.min() < 0.0 or arr.max() > 1.0:
+            raise ImageDecodeError(f"{name}: float images must be in [0, 1]; convert to uint8 for 0..255 data")
+        out = np.rint(arr * 255.0).astype(np.uint8)
+    elif arr.dtype == np.bool_:
+        out = arr.astype(np.uint8) * 255
+    else:
+        raise ImageDecodeError(f"{name}: unsupported dtype {arr.dtype}; use uint8 (0..255) or float (0..1)")
+    if out.shape[2] == 1:
+        out = np.repeat(out, 3, axis=2)
+    elif out.shape[2] == 4:
+        alpha = out[:, :, 3:4].astype(np.float32) / 255.0
+        out = np.rint(out[:, :, :3] * alpha + 255.0 * (1.0 - alpha)).astype(np.uint8)
+    return np.ascontiguousarray(out)

@@ -1,0 +1,1 @@
+"""Models: backbones, weights (safetensors only), the Hub, precision, preprocessing, calibration."""

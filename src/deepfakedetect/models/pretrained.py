@@ -1,0 +1,274 @@
+"""Making, loading and saving detectors: the model-folder half of :class:`~deepfakedetect.Detector`.
+
+A model is a folder (local or a Hub repo) of ``config.json``, ``model.safetensors`` and a
+``README.md`` model card. :class:`PretrainedMixin` gives ``Detector`` its constructors
+(:meth:`~PretrainedMixin.from_backbone`, :meth:`~PretrainedMixin.from_pretrained`) and
+:meth:`~PretrainedMixin.save_pretrained` / :meth:`~PretrainedMixin.push_to_hub`.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from deepfakedetect._config import (
+    CONFIG_NAME,
+    README_NAME,
+    WEIGHTS_NAME,
+    FaceConfig,
+    ModelConfig,
+    PreprocessConfig,
+)
+from deepfakedetect._errors import ConfigError, ModelLoadError
+from deepfakedetect._utils import atomic_write
+from deepfakedetect._version import __version__
+from deepfakedetect.models.backbones import build_model, build_model_from_state
+from deepfakedetect.models.card import render_model_card
+from deepfakedetect.models.hub import resolve_model_files, upload_model_folder
+from deepfakedetect.models.weights import load_safetensors
+
+if TYPE_CHECKING:
+    from deepfakedetect.faces import FaceDetector
+
+__all__ = ["DEFAULT_MODEL_DIR", "PretrainedMixin"]
+
+#: The model shipped inside the package, used by ``Detector.from_pretrained()``.
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parent.parent / "_default_model"
+
+D = TypeVar("D", bound="PretrainedMixin")
+
+
+class PretrainedMixin:
+    """Constructors and savers of :class:`~deepfakedetect.Detector` (its model-folder half)."""
+
+    model: nn.Module
+    config: ModelConfig
+    _hub_options: dict[str, Any]
+
+    if TYPE_CHECKING:  # Detector's constructor, which these class methods call
+
+        def __init__(
+            self,
+            model: nn.Module,
+            config: ModelConfig,
+            *,
+            device: str | torch.device | None = None,
+            face_detector: FaceDetector | None = None,
+            source: str | None = None,
+            revision: str | None = None,
+            precision: str = "auto",
+        ) -> None: ...
+
+    @classmethod
+    def from_backbone(
+        cls: type[D],
+        name: str,
+        *,
+        weights: str | os.PathLike[str] | None = None,
+        num_outputs: int = 2,
+        input_size: int = 224,
+        resize_size: int | None = None,
+        faces: bool | FaceConfig | None = None,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+        backbone_kwargs: dict[str, Any] | None = None,
+    ) -> D:
+        """A new detector on a torchvision backbone, with an untrained head.
+
+        Args:
+            name: A torchvision classification model (``"resnet50"``; see ``list_backbones()``).
+            weights: ``None`` (random, no download), ``"imagenet"``, a torchvision weights
+                name, or a ``.safetensors`` file of backbone weights.
+            num_outputs: 2 (softmax over ``("fake", "real")``) or 1 (one logit for fake).
+            input_size: Side of the square input.
+            resize_size: Shorter side before the centre crop (default: ``input_size``).
+            faces: Face stage: off by default; ``True`` for the default face settings,
+                or a :class:`FaceConfig`.
+            device: Where to run.
+            precision: Inference precision (see :class:`Detector`).
+            backbone_kwargs: Extra arguments for the torchvision constructor.
+
+        Raises:
+            ConfigError: unknown backbone or bad arguments.
+            ModelLoadError: weights that cannot be loaded.
+
+        Example:
+            >>> from deepfakedetect import Detector
+            >>> Detector.from_backbone("resnet18").config.backbone
+            'resnet18'
+        """
+        if isinstance(faces, FaceConfig):
+            face_cfg = faces
+        elif faces is None or isinstance(faces, bool):
+            face_cfg = FaceConfig(enabled=bool(faces))
+        else:
+            raise ConfigError(f"faces must be True, False or a FaceConfig, got {faces!r}")
+        pre = PreprocessConfig(input_size=input_size, resize_size=resize_size or input_size)
+        config = ModelConfig(
+            backbone=name,
+            backbone_kwargs=dict(backbone_kwargs or {}),
+            num_outputs=num_outputs,
+            preprocess=pre,
+            faces=face_cfg,
+            training={"init_weights": None if weights is None else str(weights)},
+        )
+        model = build_model(name, num_outputs=num_outputs, weights=weights, backbone_kwargs=backbone_kwargs)
+        return cls(model, config, device=device, precision=precision, source=f"new:{name}")
+
+    @classmethod
+    def from_pretrained(
+        cls: type[D],
+        repo_id_or_dir: str | os.PathLike[str] | None = None,
+        *,
+        revision: str | None = None,
+        cache_dir: str | Path | None = None,
+        local_files_only: bool = False,
+        token: str | bool | None = None,
+        force_download: bool = False,
+        device: str | torch.device | None = None,
+        precision: str = "auto",
+        face_detector: FaceDetector | None = None,
+    ) -> D:
+        """Load a detector from a model folder, a Hugging Face Hub repo, or the default model.
+
+        Args:
+            repo_id_or_dir: A local folder with ``config.json`` and ``model.safetensors``,
+                a Hub repo id (``"org/name"``), or ``None`` for the default model shipped
+                with the library (no download).
+            revision: Branch, tag or commit sha of a Hub repo (pin a sha for reproducibility).
+            cache_dir: Hugging Face cache folder.
+            local_files_only: Use only the cache; never touch the network.
+            token: Hugging Face token for private repos.
+            force_download: Download again even if cached.
+            device: Where to run.
+            precision: Inference precision (see :class:`Detector`).
+            face_detector: Use this face detector instead of the one the config names.
+
+        Raises:
+            ModelLoadError: missing files, corrupt or mismatched weights, download failures.
+            ConfigError: an invalid or newer ``config.json``.
+
+        Example:
+            >>> from deepfakedetect import Detector
+            >>> det = Detector.from_pretrained()  # doctest: +SKIP
+        """
+        if repo_id_or_dir is None:
+            if not (DEFAULT_MODEL_DIR / "config.json").is_file():
+                raise ModelLoadError(
+                    f"the default model is missing from this installation ({DEFAULT_MODEL_DIR}); "
+                    "reinstall deepfakedetect or pass a model folder or Hub repo id"
+                )
+            repo_id_or_dir = DEFAULT_MODEL_DIR
+        files = resolve_model_files(
+            repo_id_or_dir,
+            revision=revision,
+            cache_dir=cache_dir,
+            local_files_only=local_files_only,
+            token=token,
+            force_download=force_download,
+        )
+        config = ModelConfig.load(files.config)
+        model = build_model_from_state(
+            config.backbone,
+            load_safetensors(files.weights),
+            source=str(files.weights),
+            num_outputs=config.num_outputs,
+            backbone_kwargs=config.backbone_kwargs,
+        )
+        source = "default" if Path(str(repo_id_or_dir)) == DEFAULT_MODEL_DIR else files.source
+        detector = cls(
+            model,
+            config,
+            device=device,
+            precision=precision,
+            face_detector=face_detector,
+            source=source,
+            revision=files.revision,
+        )
+        # The model's revision is not passed on: the face detector's weights have their own.
+        detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+        return detector
+
+    def save_pretrained(
+        self, save_directory: str | Path, *, dtype: torch.dtype = torch.float32, model_card: str | None = None
+    ) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card.
+
+        Files are written to a temporary name and renamed, so an interrupted save
+        never leaves a half-written model behind.
+
+        Args:
+            save_directory: The folder (created if missing).
+            dtype: Floating-point type to store the weights in (``torch.float16``
+                halves the file; loading always restores float32).
+            model_card: The ``README.md`` text (default: one generated from the config).
+
+        Returns:
+            The folder.
+
+        Example:
+            >>> from deepfakedetect import Detector
+            >>> import tempfile
+            >>> det = Detector.from_backbone("resnet18")
+            >>> out = det.save_pretrained(tempfile.mkdtemp())
+            >>> sorted(p.name for p in out.iterdir())
+            ['README.md', 'config.json', 'model.safetensors']
+        """
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        state = {
+            k: (v.detach().to("cpu", dtype=dtype) if v.is_floating_point() else v.detach().cpu()).contiguous()
+            for k, v in self.model.state_dict().items()
+        }
+        config = self.config.replace(library_version=__version__)
+        atomic_write(out / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+        atomic_write(out / CONFIG_NAME, config.save)
+        card = model_card if model_card is not None else render_model_card(config)
+        atomic_write(out / README_NAME, lambda p: p.write_text(card, encoding="utf-8"))
+        return out
+
+    def push_to_hub(
+        self,
+        repo_id: str,
+        *,
+        token: str | None = None,
+        private: bool = False,
+        revision: str | None = None,
+        commit_message: str | None = None,
+        dtype: torch.dtype = torch.float32,
+        model_card: str | None = None,
+    ) -> str:
+        """Upload the same three files :meth:`save_pretrained` writes to a Hub repo.
+
+        Args:
+            repo_id: ``"org/name"`` (created if missing).
+            token: A Hugging Face token with write access (default: the logged-in one).
+            private: Create the repo private.
+            revision: Branch to commit to (default: ``main``).
+            commit_message: The commit's message.
+            dtype: Floating-point type of the stored weights (see :meth:`save_pretrained`).
+            model_card: The ``README.md`` text (see :meth:`save_pretrained`).
+
+        Returns:
+            The commit reference returned by the Hub.
+
+        Example:
+            >>> from deepfakedetect import Detector
+            >>> Detector.from_backbone("resnet18").push_to_hub("me/my-detector")  # doctest: +SKIP
+        """
+        with tempfile.TemporaryDirectory(prefix="deepfakedetect-push-") as tmp:
+            self.save_pretrained(tmp, dtype=dtype, model_card=model_card)
+            return upload_model_folder(
+                Path(tmp),
+                repo_id,
+                token=token,
+                private=private,
+                revision=revision,
+                commit_message=commit_message or f"Upload deepfakedetect {self.config.backbone} detector",
+            )
+

@@ -1,0 +1,1 @@
+"""Training: data folders, augmentation, self-blended fakes, the Trainer, evaluation."""

@@ -1,0 +1,1 @@
+"""Video scoring parts that never decode: frame samplers, aggregators, fake segments."""
