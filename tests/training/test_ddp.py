@@ -10,7 +10,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_trainer import make_split_data
+from imagefolders import make_split_data
 
 SCRIPT = textwrap.dedent(
     """
@@ -58,7 +58,7 @@ def test_two_processes_train_one_model_on_disjoint_shards(tmp_path: Path) -> Non
     script.write_text(SCRIPT)
     out, report = tmp_path / "out", tmp_path / "report"
     report.mkdir()
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),

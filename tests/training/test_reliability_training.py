@@ -99,7 +99,7 @@ def test_sigkill_mid_checkpoint_keeps_the_previous_one_and_resume_matches_an_uni
 ) -> None:
     data = make_data(tmp_path / "data")
     killed_dir = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), *sys.path])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), *sys.path])}
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(killed_dir), str(data), repr(SETTINGS)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
