@@ -258,6 +258,10 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
     print("| model | batch | mode | images/s | x fp32 eager | GFLOP/s | % of fp32 peak | % of the best peak |")
     print("|---|---|---|---|---|---|---|---|")
     compile_notes = []
+    record: dict[str, object] = {
+        "cpu": hardware_line(device), "load_start": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "clock": args.clock, "runs": args.runs, "rows": [],
+    }
     for name in args.models:
         base = build(name)
         flops = count_flops(base)
@@ -283,11 +287,22 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
                 gflops = ips * flops / 1e9
                 print(f"| {name} | {batch} | {label} | {ips:.1f} | {ips / ref:.2f} | {gflops:.0f} | "
                       f"{100 * gflops / peak32:.0f}% | {100 * gflops / best:.0f}% |")  # fmt: skip
+                record["rows"].append(  # type: ignore[attr-defined]
+                    {"model": name, "batch": batch, "mode": label, "images_per_s": ips, "gflops": gflops,
+                     "peaks_gflops": rates}
+                )
             shown = ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
             print(f"| (peaks, GFLOP/s) | | {shown} | | | | | |")
             sys.stdout.flush()
         print(f"|  |  | *{name}: {flops / 1e9:.2f} GFLOP per image* | | | | | |")
     print(f"\n{load_line()} at end")
+    if args.json:
+        import json
+
+        record["load_end"] = os.getloadavg()
+        record["compile_notes"] = compile_notes
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        print(f"- throughput written to {args.json} (plot it with benchmarks/plot_throughput.py)")
     for note in compile_notes:
         print(f"- {note}")
     print()
@@ -543,6 +558,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fit-images", type=int, default=400, help="training images to fit the heads on")
     p.add_argument("--model", action="append", help="a trained detector folder for the score comparison (repeatable)")
     p.add_argument("--also-fitted", action="store_true", help="with --model, also the fitted-head backbones")
+    p.add_argument("--json", default=None, help="also write the throughput table to this JSON file (for plot_throughput.py)")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--skip-scores", action="store_true")
