@@ -31,9 +31,10 @@ def plot(files: list[Path], out: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     runs = [json.loads(Path(f).read_text(encoding="utf-8")) for f in files]
-    fig, axes = plt.subplots(1, len(runs), figsize=(5.2 * len(runs), 3.8), squeeze=False, sharey=False)
+    fig, axes = plt.subplots(1, len(runs), figsize=(6.4 * len(runs), 3.6), squeeze=False, sharey=False)
     for ax, run in zip(axes[0], runs):
         rows = run["rows"]
         default = _default_mode(rows)
@@ -46,6 +47,9 @@ def plot(files: list[Path], out: Path) -> None:
                     ax.plot([b for b, _ in pts], [v for _, v in pts], style, color=colour, label=label)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
         batches = sorted({r["batch"] for r in rows})
         ax.set_xticks(batches, [str(b) for b in batches])
         ax.set_xlabel("batch size")
@@ -54,7 +58,7 @@ def plot(files: list[Path], out: Path) -> None:
         cpu = str(run["cpu"]).split(",")[0]
         ax.set_title(f"{cpu}\n{run.get('date', '')}, load average {load:.1f}", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     plt.close(fig)

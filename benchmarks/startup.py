@@ -90,6 +90,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="rounds (default 5)")
     ap.add_argument("--image", default=None, help=f"the photo to score (default: shared {DEFAULT_FACE})")
+    ap.add_argument(
+        "--baseline-src",
+        default=None,
+        help="also time `deepfakedetect detect` from this other source tree (e.g. an older checkout's src/) "
+        "in the same rounds",
+    )
     args = ap.parse_args()
 
     image = Path(args.image) if args.image else DEFAULT_SHARED / DEFAULT_FACE
@@ -116,23 +122,31 @@ def main() -> None:
         "deepfakedetect --help": [py, "-m", "deepfakedetect", "--help"],
         "deepfakedetect detect face.jpg": [py, "-m", "deepfakedetect", "detect", str(image)],
     }
+    if args.baseline_src:
+        base_env = dict(env)
+        base_env["PYTHONPATH"] = str(Path(args.baseline_src).resolve())
+        base_cmd = [py, "-m", "deepfakedetect", "detect", str(image)]
+        commands["deepfakedetect detect face.jpg, baseline tree"] = base_cmd
+    envs = {n: (base_env if n.endswith("baseline tree") else env) for n in commands}
     print(f"# Start-up, {time.strftime('%Y-%m-%d %H:%M')}\n")
     print(f"- CPU: {cpu_line()}")
     print(f"- photo: {image}{note}")
+    if args.baseline_src:
+        print(f"- baseline tree: {Path(args.baseline_src).resolve()}")
     print(f"- before: {load_line()}")
-    for cmd in commands.values():  # warm the bytecode and page caches
-        run_once(cmd, env)
+    for n, cmd in commands.items():  # warm the bytecode and page caches
+        run_once(cmd, envs[n])
     names = list(commands)
     walls: dict[str, list[float]] = {n: [] for n in names}
     cpus: dict[str, list[float]] = {n: [] for n in names}
     rss: dict[str, list[float]] = {n: [] for n in names}
     for r in range(args.runs):
         for n in names[r % len(names) :] + names[: r % len(names)]:
-            w, c, m = run_once(commands[n], env)
+            w, c, m = run_once(commands[n], envs[n])
             walls[n].append(w)
             cpus[n].append(c)
             rss[n].append(m)
-    heavy = {n: heavy_imports(commands[n], env) for n in names if "deepfakedetect" in n}
+    heavy = {n: heavy_imports(commands[n], envs[n]) for n in names if "deepfakedetect" in n}
     print(f"- after: {load_line()}; {args.runs} rounds, medians\n")
     ref = 'python -c "import torch"'
     w0, c0 = statistics.median(walls[ref]), statistics.median(cpus[ref])
