@@ -5,7 +5,7 @@ about as much as importing torch (its ``ops`` package pulls in torch's compiler 
 These functions reproduce torchvision's CPU results exactly: boxes sorted by score
 (stable, descending), greedy suppression of every later box whose IoU with a kept box
 is above the threshold, IoU in the boxes' own float type, ``batched_nms`` by the same
-coordinate-offset trick below 1,000 boxes and per group above. ``tests/test_nms.py``
+coordinate-offset trick below 1,000 boxes and per group above. ``tests/faces/test_nms.py``
 compares them with torchvision on random and on tied boxes.
 
 The greedy loop runs in NumPy over the boxes kept (a few per face), each step

@@ -13,7 +13,7 @@ and initialised the same way, so that
 - the same input gives the same output (the same operations in the same order);
 - under the same seed, a freshly built network has the same random weights.
 
-``tests/test_nets.py`` checks all three against torchvision. What these do not cover
+``tests/models/test_nets.py`` checks all three against torchvision. What these do not cover
 (other backbones, ``norm_layer`` or ``block`` arguments, torchvision's pretrained
 weight enums) is still built by torchvision; see :func:`build_known`.
 """
@@ -227,7 +227,7 @@ class InvertedResidual(nn.Module):
         self.stride = stride
         if stride not in (1, 2):
             raise ValueError(f"stride should be 1 or 2 instead of {stride}")
-        hidden_dim = int(round(inp * expand_ratio))
+        hidden_dim = round(inp * expand_ratio)
         self.use_res_connect = self.stride == 1 and inp == oup
         layers: list[nn.Module] = []
         if expand_ratio != 1:

@@ -29,7 +29,7 @@ from deepfakedetect._utils import atomic_write
 from deepfakedetect._version import __version__
 from deepfakedetect.models.backbones import build_model, build_model_from_state
 from deepfakedetect.models.card import render_model_card
-from deepfakedetect.models.hub import resolve_model_files, upload_model_folder
+from deepfakedetect.models.files import local_model_files
 from deepfakedetect.models.weights import load_safetensors
 
 if TYPE_CHECKING:
@@ -164,14 +164,19 @@ class PretrainedMixin:
                     "reinstall deepfakedetect or pass a model folder or Hub repo id"
                 )
             repo_id_or_dir = DEFAULT_MODEL_DIR
-        files = resolve_model_files(
-            repo_id_or_dir,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-            force_download=force_download,
-        )
+        files = local_model_files(repo_id_or_dir, revision=revision)
+        if files is None:
+            # models.hub imports huggingface_hub and httpx (about 0.3 s): only for Hub repos.
+            from deepfakedetect.models.hub import resolve_model_files
+
+            files = resolve_model_files(
+                repo_id_or_dir,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                token=token,
+                force_download=force_download,
+            )
         config = ModelConfig.load(files.config)
         model = build_model_from_state(
             config.backbone,
@@ -261,6 +266,9 @@ class PretrainedMixin:
             >>> from deepfakedetect import Detector
             >>> Detector.from_backbone("resnet18").push_to_hub("me/my-detector")  # doctest: +SKIP
         """
+        # models.hub imports huggingface_hub and httpx: only when uploading.
+        from deepfakedetect.models.hub import upload_model_folder
+
         with tempfile.TemporaryDirectory(prefix="deepfakedetect-push-") as tmp:
             self.save_pretrained(tmp, dtype=dtype, model_card=model_card)
             return upload_model_folder(
