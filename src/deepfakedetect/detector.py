@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -15,11 +16,16 @@ from torch import nn
 
 from deepfakedetect._config import ModelConfig
 from deepfakedetect._errors import ConfigError, InputError, NoFacesError
-from deepfakedetect._utils import progress_bar
+from deepfakedetect._utils import prefetch, progress_bar
 from deepfakedetect._version import __version__
 from deepfakedetect.explain import Explanation, explain, explain_video_frames
-from deepfakedetect.faces import Face, FaceDetector, FaceStage
-from deepfakedetect.io.images import describe_input, is_image_input, load_image
+from deepfakedetect.faces import Face, FaceDetector, FaceStage, crop_face
+from deepfakedetect.io.images import (
+    DecodedImage,
+    decode_image,
+    describe_input,
+    is_image_input,
+)
 from deepfakedetect.io.video import probe_video, read_frames
 from deepfakedetect.models.precision import InferenceCopy, resolve_precision
 from deepfakedetect.models.preprocess import resize_and_crop
@@ -32,6 +38,10 @@ from deepfakedetect.video.segments import find_segments
 logger = logging.getLogger(__name__)
 
 __all__ = ["Detector", "DEFAULT_MODEL_DIR"]
+
+# Video frames go through the face stage and the model this many at a time while the
+# next ones decode (MobileNetV2 runs fastest at batch 8 on a 2-core CPU).
+_VIDEO_CHUNK = 8
 
 class Detector(PretrainedMixin):
     """Tells real from fake images and videos.
@@ -239,23 +249,86 @@ class Detector(PretrainedMixin):
         """
         return self._get_face_stage()(images)
 
-    def _score_frames(
-        self, frames: Sequence[np.ndarray], *, batch_size: int
+    def decode(self, image: Any) -> DecodedImage:
+        """Decode one input at the size scoring needs: large JPEGs at a reduced size.
+
+        With the face stage on, faces are found on an image whose longer side is at least
+        the detection size (``config.faces.detect_max_size``, which detection shrinks
+        to anyway); without it, the shorter side is kept at least
+        ``config.preprocess.resize_size``. A JPEG is decoded at 1/2, 1/4 or 1/8 of its size
+        where that keeps these (several times faster than decoding it whole and
+        resizing); face crops that need more detail are cut from a larger decode when
+        scored. Other inputs come at full size.
+
+        Args:
+            image: A path, PIL image, array, tensor, or a :class:`DecodedImage` (returned as is).
+
+        Returns:
+            A :class:`~deepfakedetect.io.images.DecodedImage`.
+
+        Raises:
+            ImageDecodeError: an unreadable file (naming it).
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=64)
+            >>> det.decode(np.zeros((80, 100, 3), np.uint8)).full_size
+            (80, 100)
+        """
+        if self.config.faces.enabled:
+            return decode_image(image, min_longer_side=self.config.faces.detect_max_size)
+        return decode_image(image, min_shorter_side=self.config.preprocess.resize_size)
+
+    def _find_faces(self, images: Sequence[DecodedImage]) -> list[list[tuple[Face, np.ndarray]]]:
+        """The face stage: per image, the selected faces (in full-resolution pixels) and their crops.
+
+        Faces are found on the (possibly reduced) arrays. A crop is cut from the same
+        array when it has at least ``preprocess.resize_size`` pixels across there, the size
+        the model resizes it to; otherwise the file is decoded again, large enough for the
+        image's smallest face, and the crops are cut from that.
+        """
+        cfg = self.config.faces
+        per_image = self._get_face_stage().detect([im.array for im in images])
+        need = self.config.preprocess.resize_size
+        out = []
+        for im, faces in zip(images, per_image):
+            source = im.array
+            if faces and im.reduced and im.source is not None:
+                # Crop sides in array pixels: the crop is margin x the box (its longer side when square).
+                sides = [cfg.margin * (max(f.width, f.height) if cfg.square else min(f.width, f.height)) for f in faces]
+                if min(sides) < need:
+                    longer = math.ceil(max(im.array.shape[:2]) * need / max(min(sides), 1e-6))
+                    source = decode_image(im.source, min_longer_side=min(longer, max(im.full_size))).array
+            fx, fy = source.shape[1] / im.array.shape[1], source.shape[0] / im.array.shape[0]
+            sx, sy = im.scale
+            found = []
+            for face in faces:
+                crop = crop_face(source, _scaled(face, fx, fy), margin=cfg.margin, square=cfg.square, align=cfg.align)
+                found.append((_scaled(face, sx, sy), crop))
+            out.append(found)
+        return out
+
+    def _score_faces(
+        self, per_image: Sequence[Sequence[tuple[Face, np.ndarray]]], *, batch_size: int
     ) -> list[tuple[float | None, tuple[FaceResult, ...]]]:
-        """Score frames: whole frames, or each face crop reduced per frame."""
-        faces_cfg = self.config.faces
-        if not faces_cfg.enabled:
-            return [(float(s), ()) for s in self.score_arrays(frames, batch_size=batch_size)]
-        per_frame = self.extract_faces(frames)
-        crops = [crop for found in per_frame for _, crop in found]
+        """Score every face crop; per image, its faces' results and their reduction (``faces.reduce``)."""
+        crops = [crop for found in per_image for _, crop in found]
         scores = self.score_arrays(crops, batch_size=batch_size) if crops else np.empty(0)
         out: list[tuple[float | None, tuple[FaceResult, ...]]] = []
         pos = 0
-        for found in per_frame:
+        for found in per_image:
             results = tuple(FaceResult.from_face(face, float(scores[pos + i])) for i, (face, _) in enumerate(found))
             pos += len(found)
-            out.append((_reduce_faces(results, faces_cfg.reduce), results))
+            out.append((_reduce_faces(results, self.config.faces.reduce), results))
         return out
+
+    def _score_images(
+        self, images: Sequence[DecodedImage], *, batch_size: int
+    ) -> list[tuple[float | None, tuple[FaceResult, ...]]]:
+        """Score decoded images: whole, or each face crop reduced per image."""
+        if not self.config.faces.enabled:
+            scores = self.score_arrays([im.array for im in images], batch_size=batch_size)
+            return [(float(s), ()) for s in scores]
+        return self._score_faces(self._find_faces(images), batch_size=batch_size)
 
     def _label(self, score: float | None, threshold: float) -> str | None:
         if score is None:
@@ -308,8 +381,8 @@ class Detector(PretrainedMixin):
         results: list[ImageResult] = []
         for start in range(0, len(items), max(1, batch_size)):
             chunk = items[start : start + batch_size]
-            arrays = [load_image(x) for x in chunk]
-            for x, (score, faces) in zip(chunk, self._score_frames(arrays, batch_size=batch_size)):
+            decoded = [self.decode(x) for x in chunk]
+            for x, (score, faces) in zip(chunk, self._score_images(decoded, batch_size=batch_size)):
                 if score is None and strict_faces:
                     raise NoFacesError(
                         f"{describe_input(x)}: no face found (min confidence "
@@ -388,10 +461,21 @@ class Detector(PretrainedMixin):
         max_size = 1920 if self.config.faces.enabled else 2 * pre.resize_size
         frames: list[FrameResult] = []
         bar = progress_bar(len(indices), Path(str(path)).name, unit="frame", progress=progress)
+        # Stages: decode -> faces -> score, then aggregate. ffmpeg decodes in a background
+        # thread at most one chunk ahead (a bounded producer/consumer), so it works on the
+        # next frames while this chunk is scored, and about two chunks of frames are held.
+        # Compiled models run full batches (static shapes), so their chunks are batches.
+        chunk_size = batch_size if self._compiled else max(1, min(batch_size, _VIDEO_CHUNK))
+        decoded = prefetch(read_frames(info, indices, max_size=max_size, timeout=timeout), maxsize=chunk_size)
         try:
-            for chunk in _chunks(read_frames(info, indices, max_size=max_size, timeout=timeout), batch_size):
+            for chunk in _chunks(decoded, chunk_size):
                 idx = [i for i, _ in chunk]
-                scored = self._score_frames([f for _, f in chunk], batch_size=batch_size)
+                images = [DecodedImage(f, (f.shape[0], f.shape[1])) for _, f in chunk]
+                if self.config.faces.enabled:
+                    found = self._find_faces(images)
+                    scored = self._score_faces(found, batch_size=batch_size)
+                else:
+                    scored = self._score_images(images, batch_size=batch_size)
                 for i, (score, faces) in zip(idx, scored):
                     frames.append(FrameResult(index=i, timestamp=info.timestamp(i), fake_score=score, faces=faces))
                 if bar is not None:
@@ -497,6 +581,15 @@ def _check_threshold(threshold: float) -> float:
     if not 0.0 <= float(threshold) <= 1.0:
         raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
     return float(threshold)
+
+
+def _scaled(face: Face, sx: float, sy: float) -> Face:
+    """``face`` in the pixels of the same image scaled by ``sx`` across and ``sy`` down."""
+    if sx == 1.0 and sy == 1.0:
+        return face
+    x1, y1, x2, y2 = face.box
+    points = tuple((x * sx, y * sy) for x, y in face.landmarks)
+    return Face((x1 * sx, y1 * sy, x2 * sx, y2 * sy), points, face.confidence)
 
 
 def _reduce_faces(faces: tuple[FaceResult, ...], how: str) -> float | None:
