@@ -8,6 +8,7 @@ backbones, and torchvision's pretrained weights, come from torchvision.
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, cast
 
@@ -32,7 +33,8 @@ def list_backbones() -> list[str]:
         >>> "resnet50" in list_backbones()
         True
     """
-    import torchvision  # heavy; only to list its models
+    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only to list its models
+    import torchvision
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
 
@@ -123,7 +125,7 @@ def build_model(
     backbone: str,
     *,
     num_outputs: int = 2,
-    weights: str | Path | None = None,
+    weights: str | os.PathLike[str] | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Build a torchvision backbone with a fresh ``num_outputs`` head.
@@ -175,7 +177,8 @@ def build_model(
 
 
 def _torchvision_model(backbone: str, tv_weights: Any, kwargs: dict[str, Any]) -> nn.Module:
-    import torchvision  # heavy (about 1 s: it imports torch._dynamo); only for backbones not in models.nets
+    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only for backbones not in models.nets
+    import torchvision
 
     known = list_backbones()
     if backbone not in known:
@@ -200,7 +203,8 @@ def _torchvision_model(backbone: str, tv_weights: Any, kwargs: dict[str, Any]) -
 
 
 def _torchvision_weights(backbone: str, name: str) -> Any:
-    import torchvision  # heavy; only when torchvision's pretrained weights are asked for
+    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only for its pretrained weights
+    import torchvision
 
     try:
         enum = torchvision.models.get_model_weights(backbone)
