@@ -13,11 +13,13 @@ import os
 import queue
 import sys
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
+
+from deepfakedetect._errors import ConfigError
 
 __all__ = [
     "PROGRESS_ENV",
@@ -180,7 +182,7 @@ def as_int(x: Any) -> int:
     return int(x) if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) else -1
 
 
-def prefetch(iterable: Iterable[T], maxsize: int = 2) -> Iterator[T]:
+def prefetch(iterable: Iterable[T], maxsize: int = 2) -> Generator[T, None, None]:
     """Run ``iterable`` in a background thread, at most ``maxsize`` items ahead.
 
     A bounded producer/consumer: decoding (which releases the GIL in Pillow, NumPy and
@@ -196,17 +198,22 @@ def prefetch(iterable: Iterable[T], maxsize: int = 2) -> Iterator[T]:
     Yields:
         The source's items, in order.
 
+    Raises:
+        ConfigError: ``maxsize`` below 1.
+
     Example:
         >>> list(prefetch(iter(range(5)), maxsize=2))
         [0, 1, 2, 3, 4]
     """
-    return _prefetch(iter(iterable), max(1, int(maxsize)))
+    if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
+        raise ConfigError(f"prefetch maxsize must be a positive integer, got {maxsize!r}")
+    return _prefetch(iter(iterable), maxsize)
 
 
 _DONE = object()
 
 
-def _prefetch(source: Iterator[T], maxsize: int) -> Iterator[T]:
+def _prefetch(source: Iterator[T], maxsize: int) -> Generator[T, None, None]:
     q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
     stop = threading.Event()
 

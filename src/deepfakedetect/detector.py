@@ -471,16 +471,13 @@ class Detector(PretrainedMixin):
             for chunk in _chunks(decoded, chunk_size):
                 idx = [i for i, _ in chunk]
                 images = [DecodedImage(f, (f.shape[0], f.shape[1])) for _, f in chunk]
-                if self.config.faces.enabled:
-                    found = self._find_faces(images)
-                    scored = self._score_faces(found, batch_size=batch_size)
-                else:
-                    scored = self._score_images(images, batch_size=batch_size)
+                scored = self._score_images(images, batch_size=batch_size)
                 for i, (score, faces) in zip(idx, scored):
                     frames.append(FrameResult(index=i, timestamp=info.timestamp(i), fake_score=score, faces=faces))
                 if bar is not None:
                     bar.update(len(chunk))
         finally:
+            decoded.close()  # stops the decoding thread (and ffmpeg) when scoring failed
             if bar is not None:
                 bar.close()
         scored_frames = [f for f in frames if f.fake_score is not None]

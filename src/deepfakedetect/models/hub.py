@@ -44,13 +44,12 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id  # type: i
 from deepfakedetect._config import CONFIG_NAME, README_NAME, WEIGHTS_NAME
 from deepfakedetect._errors import ConfigError, ModelLoadError
 from deepfakedetect._utils import file_stamp, sha256_matches
-from deepfakedetect.models.files import ModelFiles, local_model_files
+from deepfakedetect.models.files import ModelFiles, local_model_files, pickle_message
 from deepfakedetect.models.hub_errors import (
     HubContext,
     download_error,
     is_hub_error,
     offline_miss,
-    pickle_message,
     remote_pickles,
     upload_error,
 )
