@@ -115,10 +115,55 @@ def make_photos(out: Path, n: int, shared: Path, seed: int = 0) -> tuple[list[Pa
     return paths, real_faces
 
 
-def median_time(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
+def timed(fn: Callable[[], Any]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (this process, all threads) of one call."""
+    start, cpu = time.perf_counter(), time.process_time()
     fn()
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - cpu
+
+
+def stage_times(det: Any, paths: list[str], decode_image: Any, load_image: Any) -> dict[str, tuple[str, str]]:
+    """Milliseconds per photo of each stage of the two ways (for the table after the main one)."""
+    stage = det._get_face_stage()
+    pre = det.config.preprocess
+
+    def best(fn: Callable[[], Any]) -> tuple[float, Any]:
+        out, ts = None, []
+        for _ in range(2):
+            start = time.perf_counter()
+            out = fn()
+            ts.append(time.perf_counter() - start)
+        return min(ts), out
+
+    rows: dict[str, list[list[float]]] = {k: [[], []] for k in ("decode", "face detection", "crops", "score")}
+    redecoded = 0
+    for p in paths:
+        t, full = best(lambda: load_image(p))
+        rows["decode"][0].append(t)
+        t, small = best(lambda: det.decode(p))
+        rows["decode"][1].append(t)
+        t, faces = best(lambda: stage.detect([full]))
+        rows["face detection"][0].append(t)
+        rows["face detection"][1].append(best(lambda: stage.detect([small.array]))[0])
+        t, found = best(lambda: stage([full]))
+        rows["crops"][0].append(max(0.0, t - rows["face detection"][0][-1]))
+        t, found_small = best(lambda: det._find_faces([small]))
+        rows["crops"][1].append(max(0.0, t - rows["face detection"][1][-1]))
+        redecoded += bool(found_small[0]) and small.reduced and any(
+            max(f.width, f.height) / small.scale[0] * det.config.faces.margin < pre.resize_size
+            for f, _ in found_small[0]
+        )
+        crops = [c for _, c in found[0]]
+        crops_small = [c for _, c in found_small[0]]
+        rows["score"][0].append(best(lambda: det.score_arrays(crops))[0] if crops else 0.0)
+        rows["score"][1].append(best(lambda: det.score_arrays(crops_small))[0] if crops_small else 0.0)
+    out = {}
+    for name, (a, b) in rows.items():
+        out[name] = (f"{1000 * statistics.median(a):.1f}", f"{1000 * statistics.median(b):.1f}")
+    total = [sum(statistics.median(v[k]) for v in rows.values()) for k in (0, 1)]
+    out["sum of the stages"] = (f"{1000 * total[0]:.1f}", f"{1000 * total[1]:.1f}")
+    out["photos whose crop was cut from a larger decode"] = ("-", f"{redecoded} of {len(paths)}")
+    return out
 
 
 def main() -> None:
@@ -132,13 +177,8 @@ def main() -> None:
     import torch
 
     import deepfakedetect
-    from deepfakedetect import Detector
-    try:
-        from deepfakedetect.io.images import load_image
-    except ImportError:  # TEMP: old layout
-        from deepfakedetect._images import load_image
-
-    detect_many = getattr(deepfakedetect, "detect_many", None)
+    from deepfakedetect import Detector, detect_many
+    from deepfakedetect.io.images import decode_image, load_image
 
     tmp = tempfile.TemporaryDirectory(prefix="dfd-photos-")
     folder = Path(args.keep) if args.keep else Path(tmp.name)
@@ -164,34 +204,25 @@ def main() -> None:
         return det.detect_image(strs, batch_size=32)
 
     def many() -> list[dict[str, Any]]:
-        it = detect_many(det, strs, progress=False) if detect_many else det.detect_many(strs, progress=False)
-        return list(it)
+        return list(detect_many(det, strs, progress=False))
 
     ways: dict[str, Callable[[], Any]] = {"full decode": full_decode, "detect_image(paths)": library, "detect_many": many}
     results = {name: fn() for name, fn in ways.items()}  # warm-up, and the verdicts
     times: dict[str, list[float]] = {n: [] for n in ways}
+    cpu: dict[str, list[float]] = {n: [] for n in ways}
     names = list(ways)
     for r in range(args.runs):
         for n in names[r % len(names) :] + names[: r % len(names)]:
-            times[n].append(median_time(ways[n]))
+            wall, used = timed(ways[n])
+            times[n].append(wall)
+            cpu[n].append(used)
 
-    # Decoding alone: full size against the reduced decode the library uses (when it has one).
-    try:
-        from deepfakedetect.io import images as images_mod
-    except ImportError:  # TEMP: old layout
-        from deepfakedetect import _images as images_mod
-
-    reduced = getattr(images_mod, "decode_image", None)
-    dec: dict[str, Callable[[], Any]] = {"full decode (load_image)": lambda: [load_image(p) for p in strs]}
-    if reduced is not None:
-        longer = det.config.faces.detect_max_size
-        dec["reduced decode for detection"] = lambda: [reduced(p, min_longer_side=longer) for p in strs]
-    dec_times = {n: min(median_time(fn) for _ in range(2)) for n, fn in dec.items()}
+    stages = stage_times(det, strs, decode_image, load_image)
     print(f"- after: {load_line()}; {args.runs} rounds, medians\n")
 
     base = statistics.median(times["full decode"])
-    print("| way | files/s | vs full decode | labels differing from full decode | largest fake_score difference |")
-    print("|---|---|---|---|---|")
+    print("| way | files/s | vs full decode | CPU-s per file | labels differing from full decode | largest fake_score difference |")
+    print("|---|---|---|---|---|---|")
     ref = [(r.label, r.fake_score) for r in results["full decode"]]
     for n in names:
         t = statistics.median(times[n])
@@ -203,12 +234,13 @@ def main() -> None:
         diffs = [abs(a[1] - b[1]) for a, b in zip(ref, pairs) if a[1] is not None and b[1] is not None]
         none = sum((a[1] is None) != (b[1] is None) for a, b in zip(ref, pairs))
         extra = f" ({none} found a face in one way only)" if none else ""
-        print(f"| {n} | {len(paths) / t:.2f} | {base / t:.2f}x | {flips} of {len(paths)}{extra} | "
+        used = statistics.median(cpu[n]) / len(paths)
+        print(f"| {n} | {len(paths) / t:.2f} | {base / t:.2f}x | {used:.3f} | {flips} of {len(paths)}{extra} | "
               f"{max(diffs) if diffs else float('nan'):.4f} |")
-    print("\n| decoding only | ms per photo |")
-    print("|---|---|")
-    for n, t in dec_times.items():
-        print(f"| {n} | {1000 * t / len(paths):.0f} |")
+    print("\n| stage, per photo (median of the photos, best of 2) | full decode | reduced decode |")
+    print("|---|---|---|")
+    for name, (a, b) in stages.items():
+        print(f"| {name} | {a} | {b} |")
     labels = [r.label for r in results["full decode"]]
     print(f"\nVerdicts (full decode): {labels.count('fake')} fake, {labels.count('real')} real, "
           f"{labels.count(None)} without a face.")

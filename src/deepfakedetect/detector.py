@@ -39,9 +39,11 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["Detector", "DEFAULT_MODEL_DIR"]
 
-# Video frames go through the face stage and the model this many at a time while the
-# next ones decode (MobileNetV2 runs fastest at batch 8 on a 2-core CPU).
-_VIDEO_CHUNK = 8
+# Lists of images and video frames go through the face stage and the model this many at
+# a time while a background thread decodes the next ones (MobileNetV2 runs fastest at
+# batch 8 on a 2-core CPU).
+_STAGE_CHUNK = 8
+
 
 class Detector(PretrainedMixin):
     """Tells real from fake images and videos.
@@ -203,7 +205,7 @@ class Detector(PretrainedMixin):
         return out
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        model = self._inference.get(self.model, self.device, compiled=self._compiled)
+        model = self._inference.get(self.model, self.device, compiled=self._compiled, dtype=self._autocast_dtype)
         autocast = torch.autocast(
             self.device.type, dtype=self._autocast_dtype or torch.float32, enabled=self._autocast_dtype is not None
         )
@@ -215,7 +217,7 @@ class Detector(PretrainedMixin):
             except Exception as e:  # noqa: BLE001 - compilation fails in many ways (no compiler, unsupported ops)
                 logger.warning("torch.compile failed (%s: %s); scoring without it", type(e).__name__, str(e)[:300])
                 self._compiled = False
-                return cast(torch.Tensor, self._inference.get(self.model, self.device)(x))
+                return cast(torch.Tensor, self._inference.get(self.model, self.device, dtype=self._autocast_dtype)(x))
 
     def _get_face_stage(self) -> FaceStage:
         # Built once (the face detector loads its weights on first use) and shared by
@@ -378,29 +380,49 @@ class Detector(PretrainedMixin):
                 "NumPy array, torch tensor, or a list of them"
             )
         thr = self.threshold if threshold is None else _check_threshold(threshold)
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
         results: list[ImageResult] = []
-        for start in range(0, len(items), max(1, batch_size)):
-            chunk = items[start : start + batch_size]
-            decoded = [self.decode(x) for x in chunk]
-            for x, (score, faces) in zip(chunk, self._score_images(decoded, batch_size=batch_size)):
-                if score is None and strict_faces:
-                    raise NoFacesError(
-                        f"{describe_input(x)}: no face found (min confidence "
-                        f"{self.config.faces.min_confidence}); pass strict_faces=False to get a "
-                        "'no_face' result instead"
-                    )
-                results.append(
-                    ImageResult(
-                        fake_score=score,
-                        label=self._label(score, thr),
-                        threshold=thr,
-                        faces=faces,
-                        face_stage=self.config.faces.enabled,
-                        source=describe_input(x),
-                        model=self.provenance,
-                    )
-                )
+        # Decoding overlaps with the face stage and the model: a background thread decodes
+        # at most one chunk ahead (a bounded producer/consumer) while this chunk is scored.
+        chunk_size = self._chunk_size(batch_size)
+        decode = (self.decode(x) for x in items)
+        decoded = prefetch(decode, maxsize=chunk_size) if len(items) > 1 else decode
+        try:
+            for start, chunk_decoded in zip(range(0, len(items), chunk_size), _chunks(decoded, chunk_size)):
+                chunk = items[start : start + chunk_size]
+                results.extend(self._image_results(chunk, chunk_decoded, thr, batch_size, strict_faces))
+        finally:
+            decoded.close()  # stops the decoding thread when scoring failed
         return results[0] if single else results
+
+    def _chunk_size(self, batch_size: int) -> int:
+        # Compiled models run full batches (static shapes), so their chunks are batches.
+        return batch_size if self._compiled else max(1, min(batch_size, _STAGE_CHUNK))
+
+    def _image_results(
+        self, chunk: list[Any], decoded: list[DecodedImage], thr: float, batch_size: int, strict_faces: bool
+    ) -> list[ImageResult]:
+        results = []
+        for x, (score, faces) in zip(chunk, self._score_images(decoded, batch_size=batch_size)):
+            if score is None and strict_faces:
+                raise NoFacesError(
+                    f"{describe_input(x)}: no face found (min confidence "
+                    f"{self.config.faces.min_confidence}); pass strict_faces=False to get a "
+                    "'no_face' result instead"
+                )
+            results.append(
+                ImageResult(
+                    fake_score=score,
+                    label=self._label(score, thr),
+                    threshold=thr,
+                    faces=faces,
+                    face_stage=self.config.faces.enabled,
+                    source=describe_input(x),
+                    model=self.provenance,
+                )
+            )
+        return results
 
     # ------------------------------------------------------------------ videos
     def detect_video(
@@ -464,8 +486,7 @@ class Detector(PretrainedMixin):
         # Stages: decode -> faces -> score, then aggregate. ffmpeg decodes in a background
         # thread at most one chunk ahead (a bounded producer/consumer), so it works on the
         # next frames while this chunk is scored, and about two chunks of frames are held.
-        # Compiled models run full batches (static shapes), so their chunks are batches.
-        chunk_size = batch_size if self._compiled else max(1, min(batch_size, _VIDEO_CHUNK))
+        chunk_size = self._chunk_size(batch_size)
         decoded = prefetch(read_frames(info, indices, max_size=max_size, timeout=timeout), maxsize=chunk_size)
         try:
             for chunk in _chunks(decoded, chunk_size):

@@ -2,6 +2,7 @@
 pixels, crops re-decoded larger only where the model needs more detail."""
 
 import dataclasses
+import threading
 
 import numpy as np
 import pytest
@@ -118,3 +119,28 @@ def test_no_face_stage_decodes_for_the_shorter_side(monkeypatch, tmp_path):
     assert calls == [{"min_shorter_side": plain.config.preprocess.resize_size}]
     assert plain.decode(path).array.shape == (375, 500, 3)
     assert score == pytest.approx(plain.detect_image(load_image(path)).fake_score, abs=0.05)
+
+
+def test_lists_decode_in_a_background_thread_and_a_failure_stops_it(det, monkeypatch, tmp_path):
+    paths = [_photo(tmp_path / f"p{i}.jpg", (400 * i, 400, 400 * i + 400, 800)) for i in range(3)]
+    threads = []
+    real_decode = det.decode
+
+    def spying(x):
+        threads.append(threading.current_thread().name)
+        return real_decode(x)
+
+    monkeypatch.setattr(det, "decode", spying)
+    results = det.detect_image(paths, batch_size=2)
+    assert threads == ["dfd-prefetch"] * 3
+    assert [r.source for r in results] == [str(p) for p in paths]
+    for i, r in enumerate(results):
+        assert r.faces[0].box == pytest.approx((400 * i, 400, 400 * i + 400, 800), abs=8)
+
+    def failing(images, **kw):
+        raise RuntimeError("scoring broke")
+
+    monkeypatch.setattr(det, "score_arrays", failing)
+    with pytest.raises(RuntimeError, match="scoring broke"):
+        det.detect_image(paths, batch_size=1)
+    assert not any(t.name == "dfd-prefetch" and t.is_alive() for t in threading.enumerate())
