@@ -108,9 +108,9 @@ def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str,
             f"(StyleGAN2 fakes x{STYLEGAN_FAKE_REPEAT})",
         ),
         "v2": dict(
-            common, epochs=V2_EPOCHS, backbone="shipped", weights=None, faces=FACES, augment=V2_AUGMENT, data="v2",
+            common, epochs=V2_EPOCHS, backbone="init", init="default", weights=None, faces=FACES, augment=V2_AUGMENT, data="v2",
             self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
-            title="v2: the 0.1 default fine-tuned with SD 2.1 faces, more FF++ frames, stronger augmentation",
+            title="v2: the default run fine-tuned with SD 2.1 faces, more FF++ frames, stronger augmentation",
         ),
         "default_sg1": dict(
             common, backbone="mobilenet_v2", weights=mnv2, faces=FACES, augment=AugmentConfig(), data="all_sg1",
@@ -335,7 +335,7 @@ def prepare_v2(shared: Path, work: Path) -> None:
 
 
 # ---------------------------------------------------------------------- runs
-def train(name: str, spec: dict[str, Any], work: Path, *, force: bool) -> Detector:
+def train(name: str, spec: dict[str, Any], work: Path, *, force: bool, init: Path | None = None) -> Detector:
     out = work / name
     if force and out.exists():
         shutil.rmtree(out)
@@ -344,9 +344,13 @@ def train(name: str, spec: dict[str, Any], work: Path, *, force: bool) -> Detect
     spec = dict(spec)
     spec.pop("title")
     data = work / "data" / spec.pop("data")
-    if spec["backbone"] == "shipped":  # fine-tune the model this package shipped before
-        spec["backbone"] = Detector.from_pretrained(spec.pop("init", None))
+    if spec["backbone"] == "init":  # fine-tune a trained model: --init, else the run named by "init"
+        start = init if init is not None else work / spec["init"]
+        if not (start / "config.json").is_file():
+            raise SystemExit(f"{name} starts from the model in {start}: train that run first (--runs {spec['init']},{name})")
+        spec["backbone"] = Detector.from_pretrained(start)
         spec.pop("weights")
+    spec.pop("init", None)
     t0 = time.time()
     ran: list[dict[str, Any]] = []
     result = Trainer(**spec, out_dir=out, progress=False, on_epoch_end=ran.append).fit(data, resume=True)
@@ -403,6 +407,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input-size", type=int, default=INPUT_SIZE)
     parser.add_argument("--video-frames", type=int, default=32)
     parser.add_argument("--force", action="store_true", help="train again even if a run's model exists")
+    parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the model the v2 run fine-tunes (default: the 'default' run's folder); the shipped v2 "
+        "started from the 0.1 default model (src/deepfakedetect/_default_model as of commit 9148931)",
+    )
     parser.add_argument("--train-only", action="store_true", help="train (or resume) the runs, evaluate nothing")
     parser.add_argument(
         "--export-default",
@@ -428,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     data = args.out / "data"
     results = {}
     for name in names:
-        det = train(name, specs[name], args.out, force=args.force)
+        det = train(name, specs[name], args.out, force=args.force, init=args.init)
         if args.train_only:
             continue
         res_path = args.out / name / "quality.json"

@@ -3,7 +3,7 @@
 Runs after ``benchmarks/quality.py`` has built its data folders (``--runs v2`` builds the
 ones used here)::
 
-    python benchmarks/quality_eval.py shipped runs/quality/v2 --data runs/quality/data \\
+    python benchmarks/quality_eval.py shipped v2=runs/quality/v2 --data runs/quality/data \\
         --split val --out runs/quality/eval_val.json
 
 ``shipped`` names the model the installed package loads by default. ``--split val`` is
@@ -97,7 +97,8 @@ def score(det: Detector, data: Path, split: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("models", nargs="+", help="model folders, or 'shipped' for the package's default model")
+    parser.add_argument("models", nargs="+", metavar="[NAME=]MODEL",
+                        help="model folders, or 'shipped' for the package's default model; NAME= names it in the JSON")
     parser.add_argument("--data", type=Path, default=Path("runs/quality/data"))
     parser.add_argument("--split", choices=("val", "test"), required=True)
     parser.add_argument("--out", type=Path, required=True, help="JSON file (extended if it exists)")
@@ -105,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     os.environ.setdefault("DEEPFAKEDETECT_RETINAFACE_WEIGHTS", str(args.shared / "weights" / "retinaface_mobilenet0.25.safetensors"))
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
-    for name in args.models:
-        det = Detector.from_pretrained(None if name == "shipped" else name)
+    for arg in args.models:
+        name, _, path = arg.rpartition("=")
+        name = name or path
+        det = Detector.from_pretrained(None if path == "shipped" else path)
         print(f"{name} ({args.split}):", file=sys.stderr, flush=True)
         results[name] = {"split": args.split, "threshold": det.threshold, "sources": score(det, args.data, args.split)}
         args.out.parent.mkdir(parents=True, exist_ok=True)
