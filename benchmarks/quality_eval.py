@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from deepfakedetect import Detector, evaluate
-from deepfakedetect._metrics import binary_metrics
+from deepfakedetect._metrics import binary_metrics, roc_auc
 
 # (name, folder under --data, videos?, what it tests); lfw_q75 exists for the test split only.
 SOURCES = (
@@ -49,6 +49,24 @@ def video_threshold(det: Detector) -> tuple[float, str]:
     if isinstance(thr, (int, float)) and math.isfinite(thr):
         return float(thr), "video calibration"
     return det.threshold, "image threshold (the model has no video calibration)"
+
+
+def uncertain_band(det: Detector, videos: bool) -> tuple[float, float] | None:
+    """The ``(low, high)`` band of scores whose verdict is ``uncertain``, if the model has one."""
+    cal = getattr(det.config, "video_calibration", None) if videos else None
+    band = getattr(cal or det.config.calibration, "uncertain_band", None)
+    return (float(band[0]), float(band[1])) if band is not None else None
+
+
+def band_stats(y: list[int], s: list[float], band: tuple[float, float] | None, threshold: float) -> dict[str, Any]:
+    """The share of items in the uncertain band, and the accuracy of the calls outside it."""
+    if band is None:
+        return {"band": None}
+    ya, sa = np.asarray(y), np.asarray(s, dtype=float)
+    inside = (sa >= band[0]) & (sa < band[1])
+    out = ~inside
+    acc = float(np.mean((sa[out] >= threshold) == (ya[out] == 1))) if out.any() else None
+    return {"band": list(band), "uncertain_share": float(inside.mean()), "accuracy_outside_band": acc}
 
 
 def _method(path: str) -> str:
@@ -85,14 +103,27 @@ def score(det: Detector, data: Path, split: str) -> dict[str, Any]:
         d = report.to_dict(include_scores=True)
         d["title"] = title
         d["threshold_from"] = thr_from
-        if videos:
-            d["per_method"] = per_method(d["items"]["video"], thr)
-        out[key] = d
         level = "video" if videos else "image"
+        it = d["items"][level]
+        d["uncertain"] = band_stats(it["y"], it["fake_score"], uncertain_band(det, videos), thr)
+        if videos:
+            d["per_method"] = per_method(it, thr)
+        out[key] = d
         m = d["levels"][level]
         print(f"  {key:12s} {level}: n {m['n']:4d}  AUC {m['auc']:.3f}  acc {m['accuracy']:.3f} at {thr:.3f} "
               f"({time.time() - t0:.0f} s)", file=sys.stderr, flush=True)  # fmt: skip
     return out
+
+
+def pooled_auc(sources: dict[str, Any]) -> float:
+    """AUC over the image sources together (``lfw_q75`` left out: it repeats ``lfw``), as the Trainer selects."""
+    y: list[int] = []
+    s: list[float] = []
+    for key, d in sources.items():
+        if key not in ("lfw_q75", "ffpp_videos"):
+            y += d["items"]["image"]["y"]
+            s += d["items"]["image"]["fake_score"]
+    return roc_auc(y, s)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         name = name or path
         det = Detector.from_pretrained(None if path == "shipped" else path)
         print(f"{name} ({args.split}):", file=sys.stderr, flush=True)
-        results[name] = {"split": args.split, "threshold": det.threshold, "sources": score(det, args.data, args.split)}
+        sources = score(det, args.data, args.split)
+        results[name] = {"split": args.split, "threshold": det.threshold, "pooled_image_auc": pooled_auc(sources),
+                         "sources": sources}  # fmt: skip
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1, default=float))
     print(render(results))
@@ -126,12 +159,16 @@ def render(results: dict[str, Any]) -> str:
     """One Markdown table per model: AUC and accuracy per source, then per FF++ method."""
     lines: list[str] = []
     for name, r in results.items():
-        lines += [f"**{name}** ({r['split']} split, image threshold {r['threshold']:.3f})", "",
-                  "| source | n (real / fake) | AUC | accuracy | ECE |", "|---|---|---|---|---|"]  # fmt: skip
+        pooled = r.get("pooled_image_auc")
+        lines += [f"**{name}** ({r['split']} split, image threshold {r['threshold']:.3f}, pooled image AUC {_f(pooled)})", "",
+                  "| source | n (real / fake) | AUC | accuracy | ECE | uncertain | accuracy of the rest |",
+                  "|---|---|---|---|---|---|---|"]  # fmt: skip
         for key, d in r["sources"].items():
             level = "video" if key == "ffpp_videos" else "image"
             m = d["levels"][level]
-            lines.append(f"| {key} | {m['n_real']} / {m['n_fake']} | {_f(m['auc'])} | {_f(m['accuracy'])} | {_f(m['ece'])} |")
+            u = d.get("uncertain", {})
+            lines.append(f"| {key} | {m['n_real']} / {m['n_fake']} | {_f(m['auc'])} | {_f(m['accuracy'])} | {_f(m['ece'])} "
+                         f"| {_f(u.get('uncertain_share'))} | {_f(u.get('accuracy_outside_band'))} |")  # fmt: skip
         v = r["sources"].get("ffpp_videos")
         if v:
             pm = v["per_method"]
