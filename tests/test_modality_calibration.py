@@ -224,3 +224,36 @@ def test_cli_shows_the_verdict_and_takes_the_options(calibrated: Detector, tmp_p
     out = subprocess.run([*run, "--uncertain-band", "off", "--json", "--flip"], capture_output=True, text=True, check=True).stdout
     record = json.loads(out)
     assert record["verdict"] == record["label"] and record["uncertain_band"] is None
+
+
+def test_cli_calibrate_writes_a_model_calibrated_per_modality(val_data: tuple[Path, Path], tmp_path: Path) -> None:
+    images, videos = val_data
+    src, out = tmp_path / "model", tmp_path / "calibrated"
+    Detector.from_backbone("shufflenet_v2_x0_5", input_size=32, device="cpu").save_pretrained(src)
+    cmd = [
+        sys.executable, "-m", "deepfakedetect", "calibrate", str(src), "--images", str(images), "--videos", str(videos),
+        "--sampler", "uniform:num_frames=2", "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "video" in text and "uncertain" in text
+    det = Detector.from_pretrained(out)
+    assert det.config.video_calibration is not None and det.config.video_calibration.fitted_on["kind"] == "video"
+    assert det.config.calibration.fitted_on["kind"] == "image"
+    assert det.training_manifest is not None and det.training_manifest.counts()["calibration"] == 24
+    assert str(tmp_path) not in (out / "config.json").read_text()
+
+
+def test_the_trainer_fits_both_when_given_validation_videos(val_data: tuple[Path, Path], tmp_path: Path) -> None:
+    from deepfakedetect import Trainer
+
+    images, videos = val_data
+    trainer = Trainer(
+        "shufflenet_v2_x0_5", weights=None, epochs=1, batch_size=4, input_size=32, precision="fp32",
+        progress=False, val_fraction=0.3, test_fraction=0.0,
+    )  # fmt: skip
+    result = trainer.fit(images, val_videos=videos)
+    config = result.detector.config
+    assert config.calibration.fitted_on["kind"] == "image" and config.calibration.uncertain_band is not None
+    assert config.video_calibration is not None and config.video_calibration.fitted_on["n_real"] == 5
+    assert "val_video_auc" in result.metrics and "val_video_uncertain_share" in result.metrics
+    assert result.detector.training_manifest.counts()["val"] == 4 + 10  # validation images and videos
