@@ -28,16 +28,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._calibration import calibrate
-from ._config import CalibrationConfig, VideoConfig
-from ._data import DataArg, find_dataset
-from ._errors import ConfigError, DatasetError
-from ._manifest import TrainingManifest, file_digests
-from ._metrics import roc_auc
+from deepfakedetect._config import CalibrationConfig, VideoConfig
+from deepfakedetect._errors import ConfigError, DatasetError
+from deepfakedetect._metrics import roc_auc
+from deepfakedetect.models.calibration import calibrate
+from deepfakedetect.models.manifest import TrainingManifest, file_digests
+from deepfakedetect.training.evaluate import EvaluationReport, evaluate
+from deepfakedetect.training.folders import DataArg, find_dataset
 
 if TYPE_CHECKING:
-    from ._detector import Detector
-    from ._evaluate import EvaluationReport
+    from deepfakedetect.detector import Detector
 
 logger = logging.getLogger(__name__)
 
@@ -69,8 +69,6 @@ def _roots(data: DataArg) -> list[Path]:
 
 
 def _score(detector: Detector, data: DataArg, *, videos: bool, **options: Any) -> tuple[list[str], list[int], list[float], list[EvaluationReport]]:
-    from ._evaluate import evaluate  # evaluate imports the detector stack; calibration is one level above it
-
     sources: list[str] = []
     ys: list[int] = []
     scores: list[float] = []
@@ -127,8 +125,8 @@ def fit_video_calibration(
     batch_size: int = 32,
     strict: bool = False,
     progress: bool | None = None,
-) -> tuple[CalibrationConfig, list[str]]:
-    """The video calibration of ``detector`` on validation videos, and the paths used.
+) -> tuple[CalibrationConfig, list[str], list[int], list[float]]:
+    """The video calibration of ``detector`` on validation videos; the paths used, labels and calibrated scores.
 
     Frames are scored with the detector's image calibration; the aggregate of each video
     is read as a logit and calibrated like an image's logit.
@@ -151,7 +149,8 @@ def fit_video_calibration(
         fprs=fprs, target_precision=target_precision,
         extra={"flip": detector.flip, "sampler": spec.sampler, "aggregator": spec.aggregator},
     )  # fmt: skip
-    return cal, sources
+    calibrated = 1.0 / (1.0 + np.exp(-_logit(np.asarray(scores)) / cal.temperature))
+    return cal, sources, ys, [float(x) for x in calibrated]
 
 
 def calibrate_detector(
@@ -237,7 +236,7 @@ def calibrate_detector(
         used += sources
         detector = detector.with_config(config)
     if videos is not None:
-        video_cal, sources = fit_video_calibration(
+        video_cal, sources, _, _ = fit_video_calibration(
             detector, videos, sampler=sampler, aggregator=aggregator, target_precision=target_precision,
             method=method, fprs=fprs, batch_size=batch_size, strict=strict, progress=progress,
         )  # fmt: skip

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from ._metrics import roc_auc
+from deepfakedetect._metrics import roc_auc
 
 __all__ = ["breakdown", "group_keys"]
 

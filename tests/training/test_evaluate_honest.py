@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from test_data import make_dataset
+from imagefolders import make_dataset
 
 from deepfakedetect import Detector, Trainer, TrainingManifest, evaluate
 
@@ -77,7 +77,7 @@ def test_a_test_split_holding_training_files_is_caught(trained: tuple[Detector, 
 
 
 def _digest(path: Path) -> str:
-    from deepfakedetect._manifest import file_digest
+    from deepfakedetect.models.manifest import file_digest
 
     return file_digest(path)
 

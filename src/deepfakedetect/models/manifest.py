@@ -8,11 +8,15 @@ digests of the files' bytes, cut to 16 hex digits (64 bits: a false match among
 millions of files is far less likely than one in a billion). It is written beside the
 model as ``training_manifest.json`` and :func:`~deepfakedetect.evaluate` checks the files
 it scores against it.
+
+Example:
+    >>> m = TrainingManifest({"train": frozenset({"0123456789abcdef"})})
+    >>> TrainingManifest.from_dict(m.to_dict()) == m
+    True
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -21,15 +25,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ._errors import ConfigError
+from deepfakedetect._errors import ConfigError
+from deepfakedetect._utils import atomic_write_text, sha256_file
 
-__all__ = ["MANIFEST_NAME", "TrainingManifest", "file_digest", "file_digests"]
+__all__ = ["MANIFEST_NAME", "SEEN_SPLITS", "TrainingManifest", "file_digest", "file_digests"]
 
 #: The manifest's file name in a model folder.
 MANIFEST_NAME = "training_manifest.json"
 _FORMAT = 1
 _DIGITS = 16
-_CHUNK = 1 << 20
 #: Splits that a model has seen before evaluation: training, selection and calibration data.
 SEEN_SPLITS = ("train", "val", "calibration")
 
@@ -44,11 +48,7 @@ def file_digest(path: str | os.PathLike[str], *, digits: int = _DIGITS) -> str:
         >>> file_digest(p)
         'ba7816bf8f01cfea'
     """
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()[:digits]
+    return sha256_file(path)[:digits]
 
 
 def file_digests(paths: Iterable[str | os.PathLike[str]], *, digits: int = _DIGITS) -> dict[str, str | None]:
@@ -162,8 +162,8 @@ class TrainingManifest:
         return cls(splits, digits)
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write as compact JSON."""
-        Path(path).write_text(json.dumps(self.to_dict(), separators=(",", ":")) + "\n", encoding="utf-8")
+        """Write as compact JSON (atomically)."""
+        atomic_write_text(path, json.dumps(self.to_dict(), separators=(",", ":")) + "\n")
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> TrainingManifest:
