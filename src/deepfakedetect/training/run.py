@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import math
@@ -22,8 +23,10 @@ from deepfakedetect._version import __version__
 from deepfakedetect.detector import Detector
 from deepfakedetect.models.backbones import last_linear
 from deepfakedetect.models.calibration import calibrate, fake_margin
+from deepfakedetect.models.manifest import TrainingManifest, file_digests
 from deepfakedetect.models.precision import resolve_precision
 from deepfakedetect.training.augment import build_augment
+from deepfakedetect.training.calibrate import fit_video_calibration
 from deepfakedetect.training.checkpoint import (
     CHECKPOINT_FORMAT,
     optimizer_from_parts,
@@ -139,7 +142,7 @@ class Run:
         return prepare_images(samples, **kwargs)
 
     # ------------------------------------------------------------------ main
-    def fit(self, data: DataArg, *, val: DataArg | None, resume: bool) -> TrainResult:
+    def fit(self, data: DataArg, *, val: DataArg | None, resume: bool, val_videos: DataArg | None = None) -> TrainResult:
         t = self.t
         wall = time.perf_counter()
         seed_all(t.seed)
@@ -147,6 +150,7 @@ class Run:
         config = det.config
         model = det.model.to(self.device, memory_format=torch.channels_last)
         self.num_outputs = config.num_outputs
+        self.flip = config.test_time_flip
         self.fake_index = config.fake_index if config.num_outputs == 2 else 0
         self.amp = resolve_precision(t.precision, self.device)
 
@@ -308,7 +312,16 @@ class Run:
         y_val, margin_val = val_rows[:, 1].astype(np.int64), self._margin(val_rows)
         calibration = config.calibration
         if t.calibrate:
-            calibration = calibrate(margin_val, y_val)
+            calibration = calibrate(margin_val, y_val, target_precision=t.target_precision)
+            calibration = dataclasses.replace(
+                calibration,
+                fitted_on={
+                    **calibration.fitted_on,
+                    "kind": "image",
+                    "data": _names(val_roots or [str(r) for r in splits.roots]),
+                    "flip": config.test_time_flip,
+                },
+            )
         scores = 1.0 / (1.0 + np.exp(-margin_val / calibration.temperature))
         metrics.update(prefixed(binary_metrics(y_val, scores, threshold=calibration.threshold), "val"))
         test_counts = {"real": 0, "fake": 0}
@@ -332,9 +345,11 @@ class Run:
         training = {
             **{k: v for k, v in config.training.items() if k not in ("metrics",)},
             **t.settings(),
-            "data": [str(r) for r in splits.roots],
-            "val_data": val_roots or None,
-            "layouts": splits.layouts,
+            # Folder names only, never the training machine's paths: what the model saw is
+            # recorded by content in training_manifest.json.
+            "data": _names(str(r) for r in splits.roots),
+            "val_data": _names(val_roots) or None,
+            "layouts": {Path(k).name: v for k, v in splits.layouts.items()},
             "split": splits.split,
             "counts": {
                 "train": class_counts(train_p.samples),
@@ -362,6 +377,23 @@ class Run:
         detector = Detector(
             self.model, config, device=self.device, face_detector=t.face_detector, source="trained"
         )
+        manifest = TrainingManifest.from_files(
+            {"train": [s.path for s in train_s], "val": [s.path for s in val_s], "test": [s.path for s in test_s]}
+        )
+        if val_videos is not None and t.calibrate:
+            video_cal, used, y_v, s_v = fit_video_calibration(
+                detector, val_videos, target_precision=t.target_precision, progress=self.show_progress
+            )
+            metrics.update(prefixed(binary_metrics(y_v, s_v, threshold=video_cal.threshold), "val_video"))
+            metrics["val_video_uncertain_share"] = video_cal.fitted_on.get("uncertain_share")
+            config = config.replace(video_calibration=video_cal)
+            training["metrics"].update(
+                {k: v for k, v in metrics.items() if k.startswith("val_video_") and isinstance(v, (int, float))}
+            )
+            config = config.replace(training=jsonable(training))
+            detector = detector.with_config(config)
+            manifest = manifest.with_split("val", [d for d in file_digests(used).values() if d is not None])
+        detector.training_manifest = manifest
         result = TrainResult(
             detector=detector,
             history=history,
@@ -523,10 +555,13 @@ class Run:
     def _predict(self, loader: DataLoader[Any]) -> np.ndarray:
         self.model.eval()
         rows = []
+        flip = self.flip
         for x, y, idx in loader:
             x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 logits = self.model(x)
+                if flip:  # score as the detector will: averaged with the mirror image
+                    logits = (logits.float() + self.model(x.flip(3)).float()) / 2
             rows.append(self._rows(idx, y.to(self.device), logits.float()))
         return self._gather(rows)
 
@@ -614,6 +649,11 @@ class Run:
             self.scaler.load_state_dict(state["scaler"])
         restore_rng(tensors, state["rng"])
         return state
+
+
+def _names(roots: Any) -> list[str]:
+    """The folders' names (their last component), for provenance without the machine's paths."""
+    return [Path(str(r)).name for r in roots or []]
 
 
 def prefixed(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
