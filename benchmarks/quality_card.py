@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from deepfakedetect import Detector
+from deepfakedetect.models.manifest import TrainingManifest
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap")
 
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-test", type=Path, required=True)
     parser.add_argument("--eval-val", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--data", type=Path, default=Path("runs/quality/data"), help="benchmarks/quality.py's data folders")
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("DEEPFAKEDETECT_SHARED", "../shared")))
     args = parser.parse_args(argv)
     sys.path.insert(0, str(Path(__file__).parent))
@@ -209,6 +211,14 @@ def main(argv: list[str] | None = None) -> int:
         lr=cfg.training.get("lr"),
         best_epoch=cfg.training.get("best_epoch"),
     )
+    # The training manifest: the v2 training and validation files by content, plus what the
+    # calibration recorded. (The 0.1 model it started from also trained on the same LFW and
+    # StyleGAN2 files and on other frames of the same FF++ training videos.)
+    files = {split: sorted((args.data / "v2" / split).glob("*/*.jpg")) for split in ("train", "val")}
+    manifest = TrainingManifest.from_files(files)
+    for split, digests in (det.training_manifest.splits.items() if det.training_manifest else []):
+        manifest = manifest.with_split(split, digests)
+    det.training_manifest = manifest
     out = det.save_pretrained(args.out, dtype=torch.float16, model_card=card)
     size = (out / "model.safetensors").stat().st_size / 2**20
     (out / "README.md").write_text(card.replace("(0.0 MB)", f"({size:.1f} MB)"))
