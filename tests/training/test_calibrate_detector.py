@@ -207,6 +207,20 @@ def test_calibrate_detector_refuses_bad_input(tmp_path: Path, val_data: tuple[Pa
         calibrate_detector(make_detector(), videos=val_data[1], sampler=lambda info: [0], progress=False)
 
 
+def test_a_video_folder_with_splits_is_calibrated_on_its_val_part(val_data: tuple[Path, Path], tmp_path: Path) -> None:
+    # train/, val/, test/ folders holding only videos: their val/ part is used, the rest left alone.
+    root = tmp_path / "videos"
+    for split, labels in (("val", ("real", "fake")), ("train", ("real",)), ("test", ("fake",))):
+        for label in labels:
+            (root / split / label).mkdir(parents=True)
+            for video in sorted((val_data[1] / label).glob("*.mp4")):
+                (root / split / label / video.name).symlink_to(video)
+    det = calibrate_detector(make_detector(), videos=root, sampler="uniform:num_frames=2", progress=False)
+    fitted = det.config.video_calibration.fitted_on
+    assert fitted["kind"] == "video" and (fitted["n_real"], fitted["n_fake"]) == (5, 5)
+    assert det.training_manifest.counts()["calibration"] == 10
+
+
 def test_cli_shows_the_verdict_and_takes_the_options(calibrated: Detector, tmp_path: Path) -> None:
     model = tmp_path / "model"
     # A saveable detector carrying the calibration: a real (tiny) backbone.

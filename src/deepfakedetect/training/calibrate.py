@@ -30,6 +30,7 @@ import numpy as np
 
 from deepfakedetect._config import CalibrationConfig, VideoConfig
 from deepfakedetect._errors import ConfigError, DatasetError
+from deepfakedetect._media import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS
 from deepfakedetect._metrics import roc_auc
 from deepfakedetect.models.calibration import calibrate
 from deepfakedetect.models.manifest import TrainingManifest, file_digests
@@ -55,9 +56,10 @@ def _logit(p: np.ndarray) -> np.ndarray:
     return np.log(p) - np.log1p(-p)
 
 
-def _split_of(root: Path) -> str:
+def _split_of(root: Path, *, videos: bool) -> str:
     """A folder's validation part: its ``val/`` split when it has split folders, else all of it."""
-    layouts = find_dataset(root, val_fraction=0.0, test_fraction=0.0).layouts
+    extensions = VIDEO_EXTENSIONS if videos else IMAGE_EXTENSIONS
+    layouts = find_dataset(root, val_fraction=0.0, test_fraction=0.0, extensions=extensions).layouts
     return "val" if "splits" in layouts.values() else "all"
 
 
@@ -74,7 +76,7 @@ def _score(detector: Detector, data: DataArg, *, videos: bool, **options: Any) -
     scores: list[float] = []
     reports = []
     for root in _roots(data):
-        report = evaluate(detector, root, split=_split_of(root), videos=videos, **options)
+        report = evaluate(detector, root, split=_split_of(root, videos=videos), videos=videos, **options)
         level = "video" if videos else "image"
         item = report.items.get(level, {"source": [], "y": [], "fake_score": []})
         sources += item["source"]
