@@ -64,7 +64,7 @@ def _split_of(root: Path, *, videos: bool) -> str:
 
 
 def _roots(data: DataArg) -> list[Path]:
-    items = [data] if isinstance(data, (str, Path)) or hasattr(data, "__fspath__") else list(data)  # type: ignore[arg-type]
+    items = [data] if isinstance(data, (str, Path)) or hasattr(data, "__fspath__") else list(data)
     if not items:
         raise ConfigError("no validation folder given")
     return [Path(str(x)) for x in items]
