@@ -8,16 +8,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfakedetect import ConfigError, DatasetError, ModelLoadError
+from deepfakedetect import ConfigError, DatasetError, ModelLoadError, VideoInfo
 from deepfakedetect._metrics import roc_auc
-from deepfakedetect._temporal import (
+from deepfakedetect.samplers import UniformSampler
+from deepfakedetect.models.temporal import (
     TemporalConfig,
     build_temporal_head,
     load_temporal,
     save_temporal,
     temporal_probability,
 )
-from deepfakedetect._temporal_train import TemporalTrainConfig, TrackSequence, fit_temporal, jittered_indices
+from deepfakedetect.training.temporal import TemporalTrainConfig, TrackSequence, fit_temporal, jittered_indices
 
 DIM = 12
 
@@ -101,10 +102,8 @@ def test_settings_and_data_are_checked() -> None:
 
 
 def test_jittered_samplings_take_one_frame_per_part_and_the_middle_one_is_the_uniform_samplers() -> None:
-    from deepfakedetect import VideoInfo, get_sampler
-
     info = VideoInfo(path="a.mp4", width=8, height=8, fps=25.0, num_frames=478, duration=19.1)
-    assert jittered_indices(478, 32, 0.5) == get_sampler("uniform:num_frames=32")(info)
+    assert jittered_indices(478, 32, 0.5) == UniformSampler(num_frames=32)(info)
     shifted = jittered_indices(478, 32, 0.2)
     assert len(shifted) == 32 and all(0 <= i < 478 for i in shifted)
     assert jittered_indices(10, 32, 0.2) == list(range(10))

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from deepfakedetect import ConfigError, InputError
-from deepfakedetect import _tracks as tracks
-from deepfakedetect._tracks import (
+from deepfakedetect.video import tracks
+from deepfakedetect.video.tracks import (
     TrackingConfig,
     frame_signature,
     keep_tracks,
@@ -108,7 +108,7 @@ def test_the_assignment_is_optimal_with_scipy_and_greedy_without_it(
 
     monkeypatch.setattr(builtins, "__import__", no_scipy)
     monkeypatch.setattr(tracks, "_warned_greedy", False)
-    with caplog.at_level(logging.WARNING, logger="deepfakedetect._tracks"):
+    with caplog.at_level(logging.WARNING, logger="deepfakedetect.video.tracks"):
         assert sorted(tracks._assign(cost)) == [(0, 0), (1, 1)]  # cheapest first: total 11
     assert "deepfakedetect[tracking]" in caplog.text
     # Impossible pairs are never made, by either method.

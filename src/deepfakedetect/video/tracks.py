@@ -36,7 +36,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._errors import ConfigError, InputError
+from deepfakedetect._errors import ConfigError, InputError
 
 logger = logging.getLogger(__name__)
 

@@ -2,7 +2,7 @@
 
 :func:`find_people` is the one step :meth:`Detector.detect_video` takes after faces were
 found and scored: it links the faces of the sampled frames into tracks
-(:mod:`deepfakedetect._tracks`), runs the aggregator on each kept track's frame scores
+(:mod:`deepfakedetect.video.tracks`), runs the aggregator on each kept track's frame scores
 alone, finds each track's fake segments, and returns one :class:`Person` per track.
 :func:`people_score` then turns the people into the video's score by a rule:
 
@@ -18,118 +18,21 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from ._aggregators import FrameScores
-from ._errors import ConfigError, InputError
-from ._segments import Segment, find_segments
-from ._tracks import TrackingConfig, keep_tracks, link_faces
+from deepfakedetect._errors import ConfigError, InputError
+from deepfakedetect.results import Person, PersonFrame
+from deepfakedetect.video.aggregators import FrameScores
+from deepfakedetect.video.segments import find_segments
+from deepfakedetect.video.tracks import TrackingConfig, keep_tracks, link_faces
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["PEOPLE_RULES", "Person", "PersonFrame", "find_people", "people_score", "resolve_people_rule"]
+__all__ = ["PEOPLE_RULES", "find_people", "people_score", "resolve_people_rule"]
 
 PEOPLE_RULES = ("max", "largest", "longest")
-
-
-@dataclass(frozen=True)
-class PersonFrame:
-    """One sampled frame in which a person was seen.
-
-    Attributes:
-        index: The frame's index in the video.
-        timestamp: Its time in seconds.
-        box: The person's face box ``(x1, y1, x2, y2)`` in the video's pixels.
-        fake_score: That face's score.
-    """
-
-    index: int
-    timestamp: float
-    box: tuple[float, float, float, float]
-    fake_score: float
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary."""
-        return {
-            "index": int(self.index),
-            "timestamp": float(self.timestamp),
-            "box": [float(v) for v in self.box],
-            "fake_score": float(self.fake_score),
-        }
-
-
-@dataclass(frozen=True)
-class Person:
-    """One person of a video: a track of their face over the sampled frames.
-
-    Attributes:
-        id: 1, 2, ... in the order people first appear.
-        fake_score: The aggregator's score of this person's frames alone.
-        label: ``"fake"`` or ``"real"`` by the threshold.
-        frames: The sampled frames the person was seen in, in time order, with
-            the face box and score in each.
-        segments: Time ranges in which this person looks fake.
-        verdict: ``"fake"``, ``"real"`` or ``"uncertain"`` when the model has an
-            uncertain band; ``None`` otherwise.
-
-    Example:
-        >>> p = Person(id=1, fake_score=0.9, label="fake",
-        ...            frames=(PersonFrame(0, 0.0, (0, 0, 10, 10), 0.9), PersonFrame(25, 1.0, (1, 0, 11, 10), 0.9)))
-        >>> p.start, p.end, p.num_frames
-        (0.0, 1.0, 2)
-    """
-
-    id: int
-    fake_score: float
-    label: str | None
-    frames: tuple[PersonFrame, ...]
-    segments: tuple[Segment, ...] = ()
-    verdict: str | None = None
-
-    @property
-    def start(self) -> float:
-        """Time of the first frame the person was seen in, in seconds."""
-        return self.frames[0].timestamp
-
-    @property
-    def end(self) -> float:
-        """Time of the last frame the person was seen in, in seconds."""
-        return self.frames[-1].timestamp
-
-    @property
-    def num_frames(self) -> int:
-        """How many sampled frames the person was seen in."""
-        return len(self.frames)
-
-    @property
-    def face_area(self) -> float:
-        """Median area of the person's face boxes, in square pixels."""
-        return float(np.median([(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in self.frames]))
-
-    @property
-    def is_fake(self) -> bool | None:
-        """``True`` when the label is fake."""
-        return None if self.label is None else self.label == "fake"
-
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dictionary."""
-        out: dict[str, Any] = {
-            "id": int(self.id),
-            "fake_score": float(self.fake_score),
-            "label": self.label,
-            "is_fake": self.is_fake,
-            "start": float(self.start),
-            "end": float(self.end),
-            "num_frames": self.num_frames,
-            "segments": [s.to_dict() for s in self.segments],
-            "frames": [f.to_dict() for f in self.frames],
-        }
-        if self.verdict is not None:
-            out["verdict"] = self.verdict
-        return out
 
 
 def resolve_people_rule(rule: Any) -> Callable[[Sequence[Person]], float]:

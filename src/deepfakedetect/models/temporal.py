@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ._errors import ConfigError, InputError, ModelLoadError
+from deepfakedetect._errors import ConfigError, InputError, ModelLoadError
+from deepfakedetect._utils import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
     import torch
@@ -273,12 +274,8 @@ def save_temporal(folder: str | Path, head: torch.nn.Module) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     cfg: TemporalConfig = head.cfg  # type: ignore[assignment]
     state = {k: v.detach().cpu().float().contiguous() for k, v in head.state_dict().items()}
-    tmp_w = out / f".{TEMPORAL_WEIGHTS_NAME}.tmp"
-    tmp_c = out / f".{TEMPORAL_CONFIG_NAME}.tmp"
-    save_file(state, str(tmp_w), metadata={"format": "pt"})
-    tmp_c.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    tmp_w.replace(out / TEMPORAL_WEIGHTS_NAME)
-    tmp_c.replace(out / TEMPORAL_CONFIG_NAME)
+    atomic_write(out / TEMPORAL_WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata={"format": "pt"}))
+    atomic_write_text(out / TEMPORAL_CONFIG_NAME, json.dumps(cfg.to_dict(), indent=2, sort_keys=True) + "\n")
     return out
 
 

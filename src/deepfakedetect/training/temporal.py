@@ -27,16 +27,18 @@ from typing import Any
 
 import numpy as np
 
-from ._errors import ConfigError, DatasetError
-from ._metrics import roc_auc
-from ._temporal import TemporalConfig, build_temporal_head, score_logits, embed_arrays
-from ._tracks import TrackingConfig, frame_signature, keep_tracks, link_faces
+from deepfakedetect._errors import ConfigError, DatasetError
+from deepfakedetect._media import VIDEO_EXTENSIONS
+from deepfakedetect._utils import atomic_write
+from deepfakedetect._metrics import roc_auc
+from deepfakedetect.io.video import probe_video, read_frames
+from deepfakedetect.models.temporal import TemporalConfig, build_temporal_head, embed_arrays, score_logits
+from deepfakedetect.video.tracks import TrackingConfig, frame_signature, keep_tracks, link_faces
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["TemporalTrainConfig", "VideoEmbeddings", "cached_embeddings", "main_track", "train_temporal"]
 
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".mkv", ".avi", ".webm", ".m4v")
 _CACHE_VERSION = 1
 
 
@@ -47,7 +49,7 @@ class VideoEmbeddings:
     Attributes:
         indices: The frames' indices (F,).
         timestamps: Their times in seconds (F,).
-        signatures: Their shot signatures (F, ...) (see :func:`~deepfakedetect._tracks.frame_signature`).
+        signatures: Their shot signatures (F, ...) (see :func:`~deepfakedetect.video.tracks.frame_signature`).
         face_frame: For each face, the position of its frame in ``indices`` (N,).
         boxes: Face boxes (N, 4) in the decoded frames' pixels.
         scores: The faces' fake scores (N,).
@@ -122,8 +124,6 @@ def cached_embeddings(
     the detector (config and weights) and the frames, so a changed video or model
     never reads stale embeddings.
     """
-    from ._video import probe_video, read_frames
-
     path = Path(path)
     cache_file = None
     if cache_dir is not None:
@@ -170,10 +170,14 @@ def cached_embeddings(
     )
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache_file.with_name(f".{cache_file.name}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, **{k: getattr(emb, k) for k in VideoEmbeddings.__dataclass_fields__})
-        os.replace(tmp, cache_file)
+        arrays = {k: getattr(emb, k) for k in VideoEmbeddings.__dataclass_fields__}
+        atomic_write(cache_file, lambda p: _save_npz(p, arrays))
     return emb
+
+
+def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a bare temporary name
+        np.savez(f, **arrays)
 
 
 @dataclass(frozen=True)
@@ -181,7 +185,7 @@ class TemporalTrainConfig:
     """How the temporal head is trained.
 
     Attributes:
-        kind: ``"gru"`` or ``"conv"`` (see :class:`~deepfakedetect._temporal.TemporalConfig`).
+        kind: ``"gru"`` or ``"conv"`` (see :class:`~deepfakedetect.models.temporal.TemporalConfig`).
         hidden: Width of the head.
         dropout: Dropout on the projected embeddings.
         num_frames: Frames per sampling, as the inference sampler takes them (``uniform``).
@@ -235,7 +239,7 @@ def list_videos(folder: str | os.PathLike[str]) -> list[tuple[Path, int]]:
             raise DatasetError(f"{root} needs a '{name}/' folder of videos for temporal training; create it")
         vids = sorted(p for p in sub.iterdir() if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
         if not vids:
-            raise DatasetError(f"{sub} holds no video ({', '.join(VIDEO_EXTENSIONS)}); add some")
+            raise DatasetError(f"{sub} holds no video ({', '.join(sorted(VIDEO_EXTENSIONS))}); add some")
         out += [(p, label) for p in vids]
     return out
 
@@ -265,8 +269,6 @@ def _sequences(
     shifts: Sequence[float],
     progress: Callable[[str], None] | None,
 ) -> list[TrackSequence]:
-    from ._video import probe_video
-
     out: list[TrackSequence] = []
     for k, (path, label) in enumerate(videos):
         info = probe_video(path)
