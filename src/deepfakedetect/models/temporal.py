@@ -197,7 +197,7 @@ def temporal_probability(head: torch.nn.Module, features: np.ndarray, scores: np
     """
     import torch  # heavy; only needed when a temporal head is used
 
-    feats = np.asarray(features, dtype=np.float32)
+    feats = np.array(features, dtype=np.float32)  # a writable copy: torch.from_numpy refuses read-only arrays
     cfg: TemporalConfig = head.cfg  # type: ignore[assignment]
     if feats.ndim != 2 or len(feats) == 0 or feats.shape[1] != cfg.input_dim or len(scores) != len(feats):
         raise InputError(

@@ -204,7 +204,7 @@ class TemporalTrainConfig:
     hidden: int = 64
     dropout: float = 0.3
     num_frames: int = 32
-    shifts: tuple[float, ...] = (0.5, 0.2, 0.8)
+    shifts: tuple[float, ...] = (0.5,)
     min_window: int = 8
     epochs: int = 30
     steps_per_epoch: int = 20
