@@ -37,22 +37,22 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from quality import ffpp_videos  # noqa: E402  (the group split lives there)
+from quality import ffpp_videos
 
-from deepfakedetect import Detector  # noqa: E402
-from deepfakedetect._metrics import roc_auc  # noqa: E402
-from deepfakedetect.models.temporal import save_temporal, temporal_probability  # noqa: E402
-from deepfakedetect.results import Person, PersonFrame  # noqa: E402
-from deepfakedetect.training.temporal import (  # noqa: E402
+from deepfakedetect import Detector
+from deepfakedetect._metrics import roc_auc
+from deepfakedetect.io.probe import probe_video
+from deepfakedetect.models.temporal import save_temporal, temporal_probability
+from deepfakedetect.results import Person, PersonFrame
+from deepfakedetect.training.temporal import (
     TemporalTrainConfig,
     VideoEmbeddings,
     cached_embeddings,
     jittered_indices,
     train_temporal,
 )
-from deepfakedetect.io.probe import probe_video  # noqa: E402
-from deepfakedetect.video.aggregators import FrameScores, get_aggregator  # noqa: E402
-from deepfakedetect.video.people import people_score  # noqa: E402
+from deepfakedetect.video.aggregators import FrameScores, get_aggregator
+from deepfakedetect.video.people import people_score
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap")
 

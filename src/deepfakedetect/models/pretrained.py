@@ -51,6 +51,7 @@ class PretrainedMixin:
     model: nn.Module
     config: ModelConfig
     _hub_options: dict[str, Any]
+    temporal_head: nn.Module | None
 
     if TYPE_CHECKING:  # Detector's constructor, which these class methods call
 

@@ -310,7 +310,7 @@ def load_temporal(folder: str | Path) -> torch.nn.Module | None:
     try:
         state = load_file(str(w_path))
         head.load_state_dict(state, strict=True)
-    except Exception as e:  # noqa: BLE001 - safetensors and torch raise many kinds for a bad file
+    except Exception as e:
         raise ModelLoadError(
             f"{w_path} does not fit {cfg_path.name} ({type(e).__name__}: {str(e)[:200]}); the two files come "
             "from different trainings: copy both from the same one"

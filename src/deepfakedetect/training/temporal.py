@@ -29,11 +29,21 @@ import numpy as np
 
 from deepfakedetect._errors import ConfigError, DatasetError
 from deepfakedetect._media import VIDEO_EXTENSIONS
-from deepfakedetect._utils import atomic_write
 from deepfakedetect._metrics import roc_auc
+from deepfakedetect._utils import atomic_write
 from deepfakedetect.io.video import probe_video, read_frames
-from deepfakedetect.models.temporal import TemporalConfig, build_temporal_head, embed_arrays, score_logits
-from deepfakedetect.video.tracks import TrackingConfig, frame_signature, keep_tracks, link_faces
+from deepfakedetect.models.temporal import (
+    TemporalConfig,
+    build_temporal_head,
+    embed_arrays,
+    score_logits,
+)
+from deepfakedetect.video.tracks import (
+    TrackingConfig,
+    frame_signature,
+    keep_tracks,
+    link_faces,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -175,7 +185,7 @@ def cached_embeddings(
     return emb
 
 
-def _save_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _save_npz(path: Path, arrays: dict[str, Any]) -> None:
     with open(path, "wb") as f:  # a file object: np.savez would add ".npz" to a bare temporary name
         np.savez(f, **arrays)
 
@@ -432,7 +442,8 @@ def fit_temporal(
         "train_seconds": round(train_s, 1),
         "history": history,
     }
-    head.cfg = TemporalConfig(**{**head_cfg.__dict__, "training": {k: v for k, v in report.items() if k != "history"}})
+    trained = {k: v for k, v in report.items() if k != "history"}
+    head.cfg = TemporalConfig(**{**head_cfg.__dict__, "training": trained})  # type: ignore[assignment]
     return head.eval(), report
 
 

@@ -95,7 +95,7 @@ class FrameScores:
                     f"FrameScores.features must be one row per score, (N, D) with N = {len(s)}; got shape {feats.shape}"
                 )
             feats.setflags(write=False)
-            arrays["features"] = feats
+            object.__setattr__(self, "features", feats)
         for name, arr in arrays.items():
             object.__setattr__(self, name, arr)
 

@@ -48,7 +48,7 @@ def resolve_people_rule(rule: Any) -> Callable[[Sequence[Person]], float]:
         (0.9, 0.2)
     """
     if callable(rule):
-        return rule  # type: ignore[no-any-return]
+        return rule
     if rule == "max":
         return lambda people: max(p.fake_score for p in people)
     if rule == "largest":
@@ -118,11 +118,11 @@ def find_people(
         )
         feats = None
         if features is not None and all(features[p] is not None for p, _ in track):
-            feats = np.stack([np.asarray(features[p])[k] for p, k in track])  # type: ignore[index]
+            feats = np.stack([np.asarray(features[p])[k] for p, k in track])
         fs = FrameScores(
-            scores=[f.fake_score for f in pf],
-            indices=[f.index for f in pf],
-            timestamps=[f.timestamp for f in pf],
+            scores=np.array([f.fake_score for f in pf]),
+            indices=np.array([f.index for f in pf]),
+            timestamps=np.array([f.timestamp for f in pf]),
             **({"features": feats} if feats is not None else {}),
         )
         score = float(np.clip(aggregator(fs), 0.0, 1.0))

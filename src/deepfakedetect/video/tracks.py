@@ -98,10 +98,10 @@ class TrackingConfig:
             if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < (0 if name == "max_gap" else 1):
                 low = 0 if name == "max_gap" else 1
                 raise ConfigError(f"TrackingConfig.{name} must be an integer >= {low}, got {value!r}")
-        for name, low in (("max_shift", 0.0), ("max_scale", 1.0)):
+        for name, least in (("max_shift", 0.0), ("max_scale", 1.0)):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
-                raise ConfigError(f"TrackingConfig.{name} must be a number >= {low}, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < least:
+                raise ConfigError(f"TrackingConfig.{name} must be a number >= {least}, got {value!r}")
         value = self.cut_threshold
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
             raise ConfigError(f"TrackingConfig.cut_threshold must be a number in [0, 1], got {value!r}")
@@ -231,7 +231,9 @@ def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
     if cost.size == 0:
         return []
     try:
-        from scipy.optimize import linear_sum_assignment  # optional dependency (deepfakedetect[tracking])
+        from scipy.optimize import (
+            linear_sum_assignment,  # optional dependency (deepfakedetect[tracking])
+        )
     except ImportError:
         linear_sum_assignment = None
     if linear_sum_assignment is not None:

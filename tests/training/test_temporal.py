@@ -10,7 +10,6 @@ import pytest
 
 from deepfakedetect import ConfigError, DatasetError, ModelLoadError, VideoInfo
 from deepfakedetect._metrics import roc_auc
-from deepfakedetect.samplers import UniformSampler
 from deepfakedetect.models.temporal import (
     TemporalConfig,
     build_temporal_head,
@@ -18,7 +17,13 @@ from deepfakedetect.models.temporal import (
     save_temporal,
     temporal_probability,
 )
-from deepfakedetect.training.temporal import TemporalTrainConfig, TrackSequence, fit_temporal, jittered_indices
+from deepfakedetect.samplers import UniformSampler
+from deepfakedetect.training.temporal import (
+    TemporalTrainConfig,
+    TrackSequence,
+    fit_temporal,
+    jittered_indices,
+)
 
 DIM = 12
 
