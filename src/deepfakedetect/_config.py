@@ -204,7 +204,7 @@ def check_band(band: Any, *, what: str = "uncertain_band") -> tuple[float, float
 
 @dataclass(frozen=True)
 class VideoConfig:
-    """Default frame sampler and aggregator for ``detect_video`` (specs as the registries take them).
+    """Default frame sampler, aggregator and people rule for ``detect_video`` (specs as the registries take them).
 
     Example:
         >>> VideoConfig().sampler
@@ -213,6 +213,14 @@ class VideoConfig:
 
     sampler: Any = field(default_factory=lambda: {"name": "uniform", "num_frames": 32})
     aggregator: Any = field(default_factory=lambda: {"name": "mean"})
+    # How the video's score comes from its people (face tracks): "max", "largest" or "longest".
+    people: str = "max"
+
+    def __post_init__(self) -> None:
+        _check(
+            self.people in ("max", "largest", "longest"),
+            f"video.people must be 'max', 'largest' or 'longest', got {self.people!r}",
+        )
 
 
 @dataclass(frozen=True)

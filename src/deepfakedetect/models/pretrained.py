@@ -33,6 +33,7 @@ from deepfakedetect.models.backbones import build_model, build_model_from_state
 from deepfakedetect.models.card import render_model_card
 from deepfakedetect.models.hub import resolve_model_files, upload_model_folder
 from deepfakedetect.models.manifest import MANIFEST_NAME, TrainingManifest
+from deepfakedetect.models.temporal import load_temporal, save_temporal
 from deepfakedetect.models.weights import load_safetensors
 
 if TYPE_CHECKING:
@@ -53,6 +54,7 @@ class PretrainedMixin:
     config: ModelConfig
     _hub_options: dict[str, Any]
     training_manifest: TrainingManifest | None
+    temporal_head: nn.Module | None
 
     if TYPE_CHECKING:  # Detector's constructor, which these class methods call
 
@@ -210,6 +212,8 @@ class PretrainedMixin:
         detector.training_manifest = TrainingManifest.load(manifest) if manifest.is_file() else None
         # The model's revision is not passed on: the face detector's weights have their own.
         detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+        # A temporal head saved beside the weights (a local folder; not fetched from the Hub yet).
+        detector.temporal_head = load_temporal(Path(files.config).parent)
         return detector
 
     def save_pretrained(
@@ -219,6 +223,9 @@ class PretrainedMixin:
 
         ``training_manifest.json`` is written when the detector has one (a trained or
         calibrated detector); a stale one in the folder is removed otherwise.
+
+        A temporal head (``temporal_head``) is written beside them as ``temporal.json``
+        and ``temporal.safetensors``.
 
         Files are written to a temporary name and renamed, so an interrupted save
         never leaves a half-written model behind.
@@ -255,6 +262,9 @@ class PretrainedMixin:
             self.training_manifest.save(out / MANIFEST_NAME)
         elif (out / MANIFEST_NAME).is_file():
             (out / MANIFEST_NAME).unlink()  # it would describe another model's data
+        head = getattr(self, "temporal_head", None)
+        if head is not None:
+            save_temporal(out, head)
         return out
 
     def push_to_hub(
