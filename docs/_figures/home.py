@@ -10,10 +10,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-from PIL import Image  # noqa: E402
+import matplotlib.pyplot as plt
+from PIL import Image
 
-from deepfakedetect import Detector  # noqa: E402
+from deepfakedetect import Detector
 
 # Two real photos and two face swaps from the LFW face-swap test split. The last one is a
 # swap the default model misses (scored real): the home page's text says so, and the

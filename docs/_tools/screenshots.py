@@ -76,7 +76,9 @@ class Chromium:
              "--hide-scrollbars", "--allow-file-access-from-files", "--no-first-run",
              f"--user-data-dir={self._profile}", "about:blank"],
             # fds 3 and 4 are kept open (pass_fds) after child_fds has put the pipe there.
-            preexec_fn=child_fds, pass_fds=(3, 4, to_chrome_r, from_chrome_w),
+            # preexec_fn is safe here: this script runs no other threads.
+            preexec_fn=child_fds,  # noqa: PLW1509
+            pass_fds=(3, 4, to_chrome_r, from_chrome_w),
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         os.close(to_chrome_r)
@@ -120,7 +122,7 @@ class Chromium:
     def close(self) -> None:
         try:
             self.call("Browser.close")
-        except Exception:
+        except (RuntimeError, OSError):  # already gone: nothing to close
             pass
         try:
             self.proc.wait(timeout=10)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 NOTEBOOKS = sorted((REPO / "docs" / "notebooks").glob("*.ipynb"))
 
 pytest.importorskip("mkdocs")  # the hook module raises mkdocs' PluginError
