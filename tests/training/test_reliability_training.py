@@ -38,10 +38,11 @@ _CHILD = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from safetensors.torch import save
+    import deepfakedetect.training.checkpoint as ck
     import deepfakedetect.training.trainer as tm
 
     out_dir, data_dir, settings = sys.argv[1], sys.argv[2], eval(sys.argv[3])
-    real = tm._save_file
+    real = ck.save_file
     lasts = []
 
     def slow_save(tensors, path, metadata):
@@ -56,7 +57,7 @@ _CHILD = textwrap.dedent(
                 time.sleep(120)
         real(tensors, path, metadata)
 
-    tm._save_file = slow_save
+    ck.save_file = slow_save
     tm.Trainer({backbone!r}, out_dir=out_dir, **settings).fit(data_dir)
     print("FINISHED", flush=True)
     """
