@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deepfakedetect._errors import DeepfakeDetectError
+from deepfakedetect._errors import ConfigError, DeepfakeDetectError
 from deepfakedetect._media import is_video_path
 from deepfakedetect.batch.many import detect_many
 from deepfakedetect.detector import Detector
@@ -16,17 +16,41 @@ from deepfakedetect.detector import Detector
 __all__ = ["run"]
 
 
+def uncertain_band_option(text: str | None) -> tuple[float, float] | bool | None:
+    """``--uncertain-band``: ``None`` (the model's), ``"off"`` (``False``), or ``"LOW,HIGH"``.
+
+    Example:
+        >>> uncertain_band_option("0.2,0.9"), uncertain_band_option("off"), uncertain_band_option(None)
+        ((0.2, 0.9), False, None)
+    """
+    if text is None:
+        return None
+    if text.strip().lower() in ("off", "none", "no"):
+        return False
+    parts = text.replace(":", ",").split(",")
+    try:
+        low, high = (float(x) for x in parts)
+    except ValueError:
+        raise ConfigError(f"--uncertain-band must be LOW,HIGH (e.g. 0.3,0.8) or off, got {text!r}") from None
+    return (low, high)
+
+
 def _load_detector(args: argparse.Namespace) -> Detector:
     return Detector.from_pretrained(
-        args.model, revision=args.revision, local_files_only=args.offline, device=args.device
-    )
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device,
+        flip=args.flip, uncertain_band=uncertain_band_option(args.uncertain_band),
+    )  # fmt: skip
+
+
+def _line(source: str, score: float | None, verdict: str | None, label: str | None) -> str:
+    if score is None:
+        return f"{source}\tno_face"
+    line = f"{source}\t{verdict}\tfake_score={score:.4f}"
+    return line + f"\tlabel={label}" if verdict == "uncertain" else line
 
 
 def _summary(result: Any, path: str) -> str:
-    if result.fake_score is None:
-        line = f"{path}\tno_face"
-    else:
-        line = f"{path}\t{result.label}\tfake_score={result.fake_score:.4f}"
+    line = _line(path, result.fake_score, result.verdict, result.label)
     frames = getattr(result, "frames", None)
     if frames is not None:
         line += f"\tframes={result.num_decoded}/{result.num_requested}"
@@ -84,8 +108,7 @@ def _cmd_detect_many(args: argparse.Namespace, detector: Any) -> int:
                 record.pop("faces", None)
             print(json.dumps(record))
         elif record.get("status") != "error":
-            score = record.get("fake_score")
-            line = f"{record['source']}\tno_face" if score is None else f"{record['source']}\t{record['label']}\tfake_score={score:.4f}"
+            line = _line(record["source"], record.get("fake_score"), record.get("verdict"), record.get("label"))
             people = record.get("people") or []
             print("\n".join([line + (f"\tpeople={len(people)}" if people else ""), *_people_lines(people)]))
         sys.stdout.flush()
