@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfakedetect._config import ModelConfig
+from deepfakedetect._config import CalibrationConfig, ModelConfig, check_band
 from deepfakedetect._errors import ConfigError, InputError, NoFacesError
 from deepfakedetect._utils import prefetch, progress_bar
 from deepfakedetect._version import __version__
@@ -27,13 +27,24 @@ from deepfakedetect.io.images import (
     is_image_input,
 )
 from deepfakedetect.io.video import probe_video, read_frames
+from deepfakedetect.models.manifest import TrainingManifest
 from deepfakedetect.models.precision import InferenceCopy, resolve_precision
 from deepfakedetect.models.preprocess import resize_and_crop
 from deepfakedetect.models.pretrained import DEFAULT_MODEL_DIR, PretrainedMixin
-from deepfakedetect.results import FaceResult, FrameResult, ImageResult, VideoResult
+from deepfakedetect.models.temporal import embed_arrays
+from deepfakedetect.results import (
+    FaceResult,
+    FrameResult,
+    ImageResult,
+    Person,
+    VideoResult,
+    verdict,
+)
 from deepfakedetect.video.aggregators import FrameScores, get_aggregator
+from deepfakedetect.video.people import find_people, people_score, resolve_people_rule
 from deepfakedetect.video.samplers import get_sampler
 from deepfakedetect.video.segments import find_segments
+from deepfakedetect.video.tracks import TrackingConfig, frame_signature
 
 logger = logging.getLogger(__name__)
 
@@ -61,15 +72,28 @@ class Detector(PretrainedMixin):
         source: Where the model came from (for provenance in results).
         revision: The Hub commit it came from, if any.
         precision: ``"auto"`` (bf16 autocast where the hardware multiplies bf16 natively,
-            fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``. See docs/performance.md
-            for the speed and the score differences that ``"auto"`` was chosen on.
+            fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``. The
+            [performance page](../performance.md) has the speed and the score
+            differences that ``"auto"`` was chosen on.
+        flip: Test-time flip: score every image or face crop also mirrored left to
+            right and average the two logits. ``None`` (default): the config's
+            ``test_time_flip``. It doubles the classifier's work (not the face
+            detector's); calibrations record whether they were fitted with it.
+        uncertain_band: ``None`` (default): each calibration's own band (images, videos);
+            ``(low, high)``: this band for images and videos alike; ``False``: no band
+            (every verdict is the label). See ``docs/concepts/calibration.md``.
+
+    Attributes:
+        training_manifest: The content digests of the data the model was trained and
+            calibrated on (``training_manifest.json``), or ``None``; ``evaluate`` checks
+            against it.
 
     Example:
-        >>> det = Detector.from_backbone("resnet18", weights=None)
-        >>> import numpy as np
-        >>> r = det.detect_image(np.zeros((64, 64, 3), dtype=np.uint8))
-        >>> 0.0 <= r.fake_score <= 1.0
-        True
+        >>> from deepfakedetect import Detector
+        >>> detector = Detector.from_pretrained()  # the default model, shipped in the package
+        >>> result = detector.detect_image("face.jpg")  # a real photo
+        >>> result.label, round(result.fake_score, 1)
+        ('real', 0.1)
     """
 
     def __init__(
@@ -82,8 +106,19 @@ class Detector(PretrainedMixin):
         source: str | None = None,
         revision: str | None = None,
         precision: str = "auto",
+        flip: bool | None = None,
+        uncertain_band: tuple[float, float] | bool | None = None,
     ) -> None:
+        if flip is not None and not isinstance(flip, bool):
+            raise ConfigError(f"flip must be True, False or None (the config's), got {flip!r}")
+        if uncertain_band is True:
+            raise ConfigError("uncertain_band must be None (the model's), False (none) or (low, high)")
         self.config = config
+        self.flip = config.test_time_flip if flip is None else flip
+        self._band_override: tuple[float, float] | None | bool = (
+            uncertain_band if uncertain_band is None or uncertain_band is False else check_band(uncertain_band)
+        )
+        self.training_manifest: TrainingManifest | None = None
         self.device = torch.device(device) if device is not None else _default_device()
         self.precision = precision
         self._autocast_dtype = resolve_precision(precision, self.device)
@@ -100,6 +135,8 @@ class Detector(PretrainedMixin):
         self._hub_options: dict[str, Any] = {}
         self._face_stage: FaceStage | None = None
         self._face_lock = threading.Lock()
+        # The temporal head over face tracks (models/temporal.py), when the model folder has one.
+        self.temporal_head: nn.Module | None = None
 
     # ------------------------------------------------------------------ building
     def compile(self, enabled: bool = True) -> Detector:
@@ -109,7 +146,7 @@ class Detector(PretrainedMixin):
         first scoring call and again whenever the weights or the device change. On a
         2-core CPU the first call takes about 8-20 s, after which ResNet-18 and
         ResNet-50 score about 1.1x faster than the default eager path and MobileNetV2
-        (the default model) not at all (``docs/performance.md``): it pays off for a
+        (the default model) not at all (see [performance](../performance.md)): it pays off for a
         large ResNet run, not for one video. Shapes are static: every forward
         pass runs a full batch of ``batch_size`` (the last one padded), so a single
         image costs a whole batch. On a CPU it needs a C++ compiler; where compiling
@@ -135,8 +172,53 @@ class Detector(PretrainedMixin):
     # ------------------------------------------------------------------ properties
     @property
     def threshold(self) -> float:
-        """The calibrated decision threshold on ``fake_score``."""
+        """The calibrated decision threshold on an image's ``fake_score`` (and each video frame's)."""
         return self.config.calibration.threshold
+
+    @property
+    def video_calibration(self) -> CalibrationConfig:
+        """The calibration of a video's aggregated score: ``config.video_calibration``, else ``config.calibration``."""
+        return self.config.video_calibration or self.config.calibration
+
+    @property
+    def video_threshold(self) -> float:
+        """The calibrated decision threshold on a video's ``fake_score``."""
+        return self.video_calibration.threshold
+
+    def uncertain_band_for(self, kind: str) -> tuple[float, float] | None:
+        """The uncertain band that results of ``kind`` (``"image"`` or ``"video"``) get.
+
+        Example:
+            >>> Detector.from_backbone("resnet18", input_size=32).uncertain_band_for("image") is None
+            True
+        """
+        if self._band_override is False:
+            return None
+        if self._band_override is not None:
+            return self._band_override  # type: ignore[return-value]
+        cal = self.video_calibration if kind == "video" else self.config.calibration
+        return cal.uncertain_band
+
+    def with_config(self, config: ModelConfig) -> Detector:
+        """A detector on the same network (shared, not copied) with another config.
+
+        Device, precision, face detector, provenance, training manifest and temporal head are kept;
+        the ``flip`` and ``uncertain_band`` overrides are not (the new config's apply).
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=32)
+            >>> det.with_config(det.config.replace(test_time_flip=True)).flip
+            True
+        """
+        out = Detector(
+            self.model, config, device=self.device, face_detector=self._face_detector, source=self.source,
+            revision=self.revision, precision=self.precision,
+        )  # fmt: skip
+        out._hub_options = dict(self._hub_options)
+        out.training_manifest = self.training_manifest
+        out.temporal_head = self.temporal_head
+        out._compiled = self._compiled
+        return out
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -171,7 +253,7 @@ class Detector(PretrainedMixin):
         return (x - mean) / std
 
     def fake_probability(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated probability of fake from the model's logits (temperature applied)."""
+        """Calibrated probability of fake from the model's logits (the image temperature applied)."""
         t = self.config.calibration.temperature
         logits = logits.float() / t
         if self.config.num_outputs == 1:
@@ -180,6 +262,9 @@ class Detector(PretrainedMixin):
 
     def score_arrays(self, images: Sequence[np.ndarray], *, batch_size: int = 32) -> np.ndarray:
         """Calibrated fake scores for RGB uint8 arrays, without any face stage.
+
+        With ``flip`` on, each array is also scored mirrored left to right, in the same
+        forward pass, and the two logits are averaged before the temperature.
 
         Example:
             >>> det = Detector.from_backbone("resnet18", input_size=64)
@@ -197,9 +282,15 @@ class Detector(PretrainedMixin):
             if self.device.type == "cuda":
                 x = x.pin_memory()  # page-locked, so the copy below is a real asynchronous DMA
             x = x.to(self.device, non_blocking=True)
+            if self.flip:
+                x = torch.cat([x, x.flip(3)])
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
-            logits = self._forward(x)[:n]
+            logits = self._forward(x)
+            if self.flip:
+                half = len(logits) // 2
+                logits = (logits[:half].float() + logits[half:].float()) / 2
+            logits = logits[:n]
             probs = self.fake_probability(logits)
             out[start : start + n] = probs.cpu().double().numpy()
         return out
@@ -310,27 +401,42 @@ class Detector(PretrainedMixin):
         return out
 
     def _score_faces(
-        self, per_image: Sequence[Sequence[tuple[Face, np.ndarray]]], *, batch_size: int
+        self,
+        per_image: Sequence[Sequence[tuple[Face, np.ndarray]]],
+        *,
+        batch_size: int,
+        features: list[np.ndarray] | None = None,
     ) -> list[tuple[float | None, tuple[FaceResult, ...]]]:
-        """Score every face crop; per image, its faces' results and their reduction (``faces.reduce``)."""
+        """Score every face crop; per image, its faces' results and their reduction (``faces.reduce``).
+
+        With ``features`` (a list), the crops are scored by
+        :func:`~deepfakedetect.models.temporal.embed_arrays` instead, and each image's
+        face embeddings, (faces, D), are appended to it.
+        """
         crops = [crop for found in per_image for _, crop in found]
-        scores = self.score_arrays(crops, batch_size=batch_size) if crops else np.empty(0)
+        feats = None
+        if features is not None:
+            scores, feats = embed_arrays(self, crops, batch_size=batch_size)
+        else:
+            scores = self.score_arrays(crops, batch_size=batch_size) if crops else np.empty(0)
         out: list[tuple[float | None, tuple[FaceResult, ...]]] = []
         pos = 0
         for found in per_image:
             results = tuple(FaceResult.from_face(face, float(scores[pos + i])) for i, (face, _) in enumerate(found))
+            if features is not None and feats is not None:
+                features.append(feats[pos : pos + len(found)])
             pos += len(found)
             out.append((_reduce_faces(results, self.config.faces.reduce), results))
         return out
 
     def _score_images(
-        self, images: Sequence[DecodedImage], *, batch_size: int
+        self, images: Sequence[DecodedImage], *, batch_size: int, features: list[np.ndarray] | None = None
     ) -> list[tuple[float | None, tuple[FaceResult, ...]]]:
-        """Score decoded images: whole, or each face crop reduced per image."""
+        """Score decoded images: whole, or each face crop reduced per image (``features``: see :meth:`_score_faces`)."""
         if not self.config.faces.enabled:
             scores = self.score_arrays([im.array for im in images], batch_size=batch_size)
             return [(float(s), ()) for s in scores]
-        return self._score_faces(self._find_faces(images), batch_size=batch_size)
+        return self._score_faces(self._find_faces(images), batch_size=batch_size, features=features)
 
     def _label(self, score: float | None, threshold: float) -> str | None:
         if score is None:
@@ -352,7 +458,8 @@ class Detector(PretrainedMixin):
             image: A path, ``pathlib.Path``, PIL image, NumPy array (HWC uint8),
                 torch tensor (CHW), or a list of them (list in, list out, order kept).
             batch_size: Images (or face crops) per forward pass.
-            threshold: Decision threshold (default: the model's calibrated one).
+            threshold: Decision threshold (default: the model's calibrated one). The
+                verdict's uncertain band is widened to hold it.
             strict_faces: With the face stage on, raise :class:`NoFacesError` when an
                 image has no face instead of returning a ``"no_face"`` result.
 
@@ -365,9 +472,11 @@ class Detector(PretrainedMixin):
             NoFacesError: with ``strict_faces``, when an image has no face.
 
         Example:
-            >>> det = Detector.from_backbone("resnet18", input_size=64)
-            >>> [r.label in ("real", "fake") for r in det.detect_image([np.zeros((8, 8, 3), np.uint8)] * 2)]
-            [True, True]
+            >>> detector = Detector.from_pretrained()
+            >>> [r.label for r in detector.detect_image(["face.jpg", "fake.jpg"])]  # real, face swap
+            ['real', 'fake']
+            >>> detector.detect_image(np.full((64, 64, 3), 128, np.uint8)).status  # no face in it
+            'no_face'
         """
         single = is_image_input(image)
         if single:
@@ -420,6 +529,7 @@ class Detector(PretrainedMixin):
                     face_stage=self.config.faces.enabled,
                     source=describe_input(x),
                     model=self.provenance,
+                    uncertain_band=self.uncertain_band_for("image"),
                 )
             )
         return results
@@ -437,8 +547,24 @@ class Detector(PretrainedMixin):
         strict_faces: bool = False,
         allow_urls: bool = False,
         timeout: float = 120.0,
+        people: Any = None,
+        tracking: TrackingConfig | None = None,
     ) -> VideoResult:
-        """Score a video: sample frames, decode only those, score them, aggregate.
+        """Score a video: sample frames, decode only those, score them, aggregate per person.
+
+        With the face stage on, the faces of the sampled frames are linked into
+        people (face tracks; a shot cut ends them, tracks seen in fewer than 3 sampled
+        frames are dropped, see :mod:`deepfakedetect.video.tracks`), the aggregator
+        scores each person's frames alone, and the video's score comes from the
+        people by the ``people`` rule: by default the most fake person's, so a video in
+        which one of two people is fake is fake. With the face stage off, the
+        aggregator scores the frames as before and ``people`` is empty.
+
+        Each frame is scored as ``detect_image`` would score it (the image calibration).
+        The aggregate ``a`` of the frame scores becomes the video's score through the
+        video calibration: ``fake_score = sigmoid(logit(a) / temperature)``, labelled by
+        its threshold, with its uncertain band (``config.video_calibration``; a config
+        without one uses the image calibration, and the aggregate unchanged).
 
         Args:
             path: The video file.
@@ -448,15 +574,22 @@ class Detector(PretrainedMixin):
             aggregator: How frame scores become one: a name, spec, mapping or callable
                 ``(FrameScores) -> float``. Default: the model config's.
             batch_size: Frames (or face crops) per forward pass.
-            threshold: Decision threshold (default: the model's calibrated one); also
-                the threshold for ``segments``.
+            threshold: Decision threshold on the video's score (default: the video
+                calibration's); when given, also the threshold for ``segments``, which
+                otherwise compare frame scores with the image threshold.
             progress: Show a progress bar (default: on unless ``DEEPFAKEDETECT_PROGRESS=0``).
             strict_faces: Raise :class:`NoFacesError` when no sampled frame has a face.
             allow_urls: Allow URLs and ffmpeg protocols as ``path`` (refused by default).
             timeout: Seconds without progress after which decoding is abandoned.
+            people: How the people's scores become the video's: ``"max"`` (the most
+                fake person), ``"largest"`` (the person with the largest face),
+                ``"longest"`` (the person seen in most sampled frames), or a callable
+                ``(people) -> float``. Default: the model config's (``"max"``).
+            tracking: How faces are linked into people (default
+                :class:`~deepfakedetect.video.tracks.TrackingConfig`).
 
         Returns:
-            A :class:`VideoResult` with per-frame scores and fake segments.
+            A :class:`VideoResult` with per-frame scores, the people and fake segments.
 
         Raises:
             VideoDecodeError: unreadable, truncated or stalled video (naming the file).
@@ -464,13 +597,24 @@ class Detector(PretrainedMixin):
             NoFacesError: with ``strict_faces``, when no frame had a face.
 
         Example:
-            >>> det = Detector.from_backbone("resnet18")
-            >>> v = det.detect_video("clip.mp4", sampler="uniform:num_frames=8")  # doctest: +SKIP
+            >>> detector = Detector.from_pretrained()
+            >>> video = detector.detect_video("clip.mp4", sampler="uniform:num_frames=8")  # a deepfake
+            >>> video.label, video.num_decoded, len(video.segments)
+            ('fake', 8, 1)
         """
-        thr = self.threshold if threshold is None else _check_threshold(threshold)
+        cal = self.config.video_calibration
+        thr = self.video_threshold if threshold is None else _check_threshold(threshold)
+        frame_thr = self.threshold if threshold is None else thr
         info = probe_video(path, allow_urls=allow_urls, timeout=timeout)
         smp = get_sampler(sampler if sampler is not None else self.config.video.sampler)
         agg = get_aggregator(aggregator if aggregator is not None else self.config.video.aggregator)
+        rule = people if people is not None else self.config.video.people
+        resolve_people_rule(rule)  # an unknown rule fails before any decoding
+        faces_on = self.config.faces.enabled
+        features: list[np.ndarray] | None = None
+        if getattr(agg, "needs_features", False):
+            agg = self._bind_temporal(agg)
+            features = []
         indices = sorted({int(i) for i in smp(info)})
         bad = [i for i in indices if not 0 <= i < info.num_frames]
         if bad:
@@ -482,6 +626,7 @@ class Detector(PretrainedMixin):
         pre = self.config.preprocess
         max_size = 1920 if self.config.faces.enabled else 2 * pre.resize_size
         frames: list[FrameResult] = []
+        signatures: list[np.ndarray] = []
         bar = progress_bar(len(indices), Path(str(path)).name, unit="frame", progress=progress)
         # Stages: decode -> faces -> score, then aggregate. ffmpeg decodes in a background
         # thread at most one chunk ahead (a bounded producer/consumer), so it works on the
@@ -491,8 +636,10 @@ class Detector(PretrainedMixin):
         try:
             for chunk in _chunks(decoded, chunk_size):
                 idx = [i for i, _ in chunk]
+                if faces_on:  # a shot cut ends every person's track (see video/tracks.py)
+                    signatures += [frame_signature(f) for _, f in chunk]
                 images = [DecodedImage(f, (f.shape[0], f.shape[1])) for _, f in chunk]
-                scored = self._score_images(images, batch_size=batch_size)
+                scored = self._score_images(images, batch_size=batch_size, features=features)
                 for i, (score, faces) in zip(idx, scored):
                     frames.append(FrameResult(index=i, timestamp=info.timestamp(i), fake_score=score, faces=faces))
                 if bar is not None:
@@ -509,8 +656,30 @@ class Detector(PretrainedMixin):
         )
         if len(fs) == 0 and strict_faces:
             raise NoFacesError(f"{path}: no face found in any of the {len(frames)} decoded frames")
-        score = float(np.clip(agg(fs), 0.0, 1.0)) if len(fs) else None
-        segments = tuple(find_segments(fs, threshold=thr)) if len(fs) else ()
+        band = self.uncertain_band_for("video")
+        # A video's score (and each person's) is the aggregate under the video calibration.
+        video_cal = cal
+
+        def aggregate(scores: FrameScores) -> float:
+            value = float(np.clip(agg(scores), 0.0, 1.0))
+            return _recalibrate(value, video_cal.temperature) if video_cal is not None else value
+
+        found: tuple[Person, ...] = ()
+        if faces_on and len(fs):
+            found = find_people(
+                frames,
+                aggregator=aggregate,
+                threshold=frame_thr,
+                label=lambda s: self._label(s, thr),
+                signatures=signatures,
+                features=features,
+                tracking=tracking,
+                verdict=lambda s: verdict(s, thr, band),
+            )
+            score = people_score(found, rule)
+        else:
+            score = aggregate(fs) if len(fs) else None
+        segments = tuple(find_segments(fs, threshold=frame_thr)) if len(fs) else ()
         return VideoResult(
             fake_score=score,
             label=self._label(score, thr),
@@ -524,8 +693,26 @@ class Detector(PretrainedMixin):
             face_stage=self.config.faces.enabled,
             source=str(path),
             model=self.provenance,
+            uncertain_band=band,
+            people=found,
+            people_rule=repr(rule) if found else "",
         )
 
+    def _bind_temporal(self, agg: Any) -> Any:
+        """The temporal aggregator with this detector's head, checked before any decoding."""
+        if not self.config.faces.enabled:
+            raise ConfigError(
+                "the temporal aggregator reads face tracks and needs the face stage; enable it "
+                "(config faces.enabled) or choose another aggregator"
+            )
+        if getattr(agg, "head", None) is not None:
+            return agg
+        if self.temporal_head is None:
+            raise ConfigError(
+                f"this model ({self.source}) has no temporal head: train one with "
+                "'deepfakedetect train VIDEOS --temporal --model FOLDER', or choose another aggregator"
+            )
+        return agg.with_head(self.temporal_head)
 
     # ------------------------------------------------------------------ explanations
     def explain(self, image: Any, *, target: str = "fake", layer: Any = None, face_index: int = 0) -> Explanation:
@@ -548,9 +735,10 @@ class Detector(PretrainedMixin):
             NoFacesError: the face stage is on and found no face.
 
         Example:
-            >>> det = Detector.from_backbone("resnet18", input_size=32)
-            >>> det.explain(np.zeros((40, 40, 3), np.uint8)).heatmap.shape
-            (32, 32)
+            >>> detector = Detector.from_pretrained()
+            >>> e = detector.explain("fake.jpg")  # a face swap: where is the evidence?
+            >>> e.heatmap.shape == e.crop.shape[:2], e.face is not None
+            (True, True)
         """
         return explain(self, image, target=target, layer=layer, face_index=face_index)
 
@@ -583,8 +771,10 @@ class Detector(PretrainedMixin):
             VideoDecodeError: an unreadable video.
 
         Example:
-            >>> det = Detector.from_backbone("resnet18")
-            >>> maps = det.explain_video_frames("clip.mp4", [0, 30])  # doctest: +SKIP
+            >>> detector = Detector.from_pretrained()
+            >>> maps = detector.explain_video_frames("clip.mp4", [0, 250])
+            >>> [(m.frame_index, round(m.timestamp, 1)) for m in maps]
+            [(0, 0.0), (250, 10.0)]
         """
         return explain_video_frames(
             self, path, indices, target=target, layer=layer, face_index=face_index,
@@ -593,6 +783,17 @@ class Detector(PretrainedMixin):
 
 def _default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# Aggregates of 0 or 1 (e.g. every frame saturated) are read as these logits.
+_EPS = 1e-12
+
+
+def _recalibrate(score: float, temperature: float) -> float:
+    """A video's calibrated score: ``sigmoid(logit(score) / temperature)``."""
+    p = min(max(score, _EPS), 1.0 - _EPS)
+    z = (math.log(p) - math.log1p(-p)) / temperature
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def _check_threshold(threshold: float) -> float:

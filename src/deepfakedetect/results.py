@@ -10,11 +10,44 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from deepfakedetect.faces.detectors import Face
     from deepfakedetect.video.segments import Segment
 
-__all__ = ["FaceResult", "FrameResult", "ImageResult", "VideoResult"]
+__all__ = ["VERDICTS", "FaceResult", "FrameResult", "ImageResult", "Person", "PersonFrame", "VideoResult", "verdict"]
+
+
+#: The three verdicts a result can carry.
+VERDICTS = ("real", "fake", "uncertain")
+
+
+def verdict(score: float | None, threshold: float, band: tuple[float, float] | None) -> str | None:
+    """The verdict on one score: ``"real"``, ``"fake"`` or ``"uncertain"``; ``None`` without a score.
+
+    Args:
+        score: The calibrated fake score, or ``None`` (no face: no verdict).
+        threshold: The decision threshold (``"fake"`` when ``score >= threshold``).
+        band: ``(low, high)``: scores in ``[low, high)`` are uncertain; ``None``: no band.
+
+    Example:
+        >>> [verdict(s, 0.5, (0.3, 0.8)) for s in (0.1, 0.3, 0.6, 0.8)]
+        ['real', 'uncertain', 'uncertain', 'fake']
+        >>> verdict(0.6, 0.5, None)
+        'fake'
+    """
+    if score is None:
+        return None
+    label = "fake" if score >= threshold else "real"
+    if band is None:
+        return label
+    low, high = min(band[0], threshold), max(band[1], threshold)
+    return "uncertain" if low <= score < high else label
+
+
+def _band(band: tuple[float, float] | None) -> list[float] | None:
+    return None if band is None else [float(band[0]), float(band[1])]
 
 
 def _round(x: float | None) -> float | None:
@@ -61,11 +94,15 @@ class ImageResult:
         face_stage: Whether faces were detected and cropped.
         source: What was scored (a path, or a description of an array).
         model: Provenance of the model (source, revision, backbone).
+        uncertain_band: ``(low, high)``: scores in ``[low, high)`` are ``"uncertain"``
+            (the image calibration's band, or the detector's override); ``None``: no band.
 
     Example:
         >>> r = ImageResult(fake_score=0.9, label="fake", threshold=0.5)
-        >>> r.is_fake, r.status
-        (True, 'ok')
+        >>> r.is_fake, r.status, r.verdict
+        (True, 'ok', 'fake')
+        >>> ImageResult(fake_score=0.6, label="fake", threshold=0.5, uncertain_band=(0.3, 0.8)).verdict
+        'uncertain'
     """
 
     fake_score: float | None
@@ -75,11 +112,17 @@ class ImageResult:
     face_stage: bool = False
     source: str = ""
     model: dict[str, Any] = field(default_factory=dict)
+    uncertain_band: tuple[float, float] | None = None
 
     @property
     def is_fake(self) -> bool | None:
         """``True`` when the label is fake; ``None`` when no face was found."""
         return None if self.label is None else self.label == "fake"
+
+    @property
+    def verdict(self) -> str | None:
+        """``"real"``, ``"fake"``, or ``"uncertain"`` in the band; ``None`` when no face was found."""
+        return verdict(self.fake_score, self.threshold, self.uncertain_band)
 
     @property
     def status(self) -> str:
@@ -94,7 +137,9 @@ class ImageResult:
             "fake_score": _round(self.fake_score),
             "label": self.label,
             "is_fake": self.is_fake,
+            "verdict": self.verdict,
             "threshold": float(self.threshold),
+            "uncertain_band": _band(self.uncertain_band),
             "face_stage": self.face_stage,
             "faces": [f.to_dict() for f in self.faces],
             "model": dict(self.model),
@@ -131,6 +176,103 @@ class FrameResult:
 
 
 @dataclass(frozen=True)
+class PersonFrame:
+    """One sampled frame in which a person was seen.
+
+    Attributes:
+        index: The frame's index in the video.
+        timestamp: Its time in seconds.
+        box: The person's face box ``(x1, y1, x2, y2)`` in the video's pixels.
+        fake_score: That face's score.
+    """
+
+    index: int
+    timestamp: float
+    box: tuple[float, float, float, float]
+    fake_score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        return {
+            "index": int(self.index),
+            "timestamp": float(self.timestamp),
+            "box": [float(v) for v in self.box],
+            "fake_score": float(self.fake_score),
+        }
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person of a video: a track of their face over the sampled frames.
+
+    Attributes:
+        id: 1, 2, ... in the order people first appear.
+        fake_score: The aggregator's score of this person's frames alone.
+        label: ``"fake"`` or ``"real"`` by the threshold.
+        frames: The sampled frames the person was seen in, in time order, with
+            the face box and score in each.
+        segments: Time ranges in which this person looks fake.
+        verdict: ``"fake"``, ``"real"`` or ``"uncertain"`` when the model has an
+            uncertain band; ``None`` otherwise.
+
+    Example:
+        >>> p = Person(id=1, fake_score=0.9, label="fake",
+        ...            frames=(PersonFrame(0, 0.0, (0, 0, 10, 10), 0.9), PersonFrame(25, 1.0, (1, 0, 11, 10), 0.9)))
+        >>> p.start, p.end, p.num_frames
+        (0.0, 1.0, 2)
+    """
+
+    id: int
+    fake_score: float
+    label: str | None
+    frames: tuple[PersonFrame, ...]
+    segments: tuple[Segment, ...] = ()
+    verdict: str | None = None
+
+    @property
+    def start(self) -> float:
+        """Time of the first frame the person was seen in, in seconds."""
+        return self.frames[0].timestamp
+
+    @property
+    def end(self) -> float:
+        """Time of the last frame the person was seen in, in seconds."""
+        return self.frames[-1].timestamp
+
+    @property
+    def num_frames(self) -> int:
+        """How many sampled frames the person was seen in."""
+        return len(self.frames)
+
+    @property
+    def face_area(self) -> float:
+        """Median area of the person's face boxes, in square pixels."""
+        return float(np.median([(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in self.frames]))
+
+    @property
+    def is_fake(self) -> bool | None:
+        """``True`` when the label is fake."""
+        return None if self.label is None else self.label == "fake"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        out: dict[str, Any] = {
+            "id": int(self.id),
+            "fake_score": float(self.fake_score),
+            "label": self.label,
+            "is_fake": self.is_fake,
+            "start": float(self.start),
+            "end": float(self.end),
+            "num_frames": self.num_frames,
+            "segments": [s.to_dict() for s in self.segments],
+            "frames": [f.to_dict() for f in self.frames],
+        }
+        if self.verdict is not None:
+            out["verdict"] = self.verdict
+        return out
+
+
+@dataclass(frozen=True)
 class VideoResult:
     """The verdict on one video, with the per-frame detail behind it.
 
@@ -146,6 +288,13 @@ class VideoResult:
         video: Probe facts (size, fps, frame count, duration, rotation).
         source: The video's path.
         model: Provenance of the model.
+        uncertain_band: ``(low, high)``: scores in ``[low, high)`` are ``"uncertain"``
+            (the video calibration's band, or the detector's override); ``None``: no band.
+        people: The people of the video (face tracks), each scored alone; the video's
+            score comes from them by the ``people`` rule (default: the most fake
+            person's). Empty with the face stage off or when no face was found.
+        people_rule: ``repr`` of the rule that made the video's score from the people
+            (``""`` when there are none).
 
     Example:
         >>> v = VideoResult(fake_score=0.2, label="real", threshold=0.5, frames=(), segments=(),
@@ -166,11 +315,19 @@ class VideoResult:
     face_stage: bool = False
     source: str = ""
     model: dict[str, Any] = field(default_factory=dict)
+    uncertain_band: tuple[float, float] | None = None
+    people: tuple[Person, ...] = ()
+    people_rule: str = ""
 
     @property
     def is_fake(self) -> bool | None:
         """``True`` when the label is fake; ``None`` when no frame could be scored."""
         return None if self.label is None else self.label == "fake"
+
+    @property
+    def verdict(self) -> str | None:
+        """``"real"``, ``"fake"``, or ``"uncertain"`` in the band; ``None`` when no frame could be scored."""
+        return verdict(self.fake_score, self.threshold, self.uncertain_band)
 
     @property
     def status(self) -> str:
@@ -195,7 +352,9 @@ class VideoResult:
             "fake_score": _round(self.fake_score),
             "label": self.label,
             "is_fake": self.is_fake,
+            "verdict": self.verdict,
             "threshold": float(self.threshold),
+            "uncertain_band": _band(self.uncertain_band),
             "face_stage": self.face_stage,
             "num_requested": self.num_requested,
             "num_decoded": self.num_decoded,
@@ -204,6 +363,8 @@ class VideoResult:
             "aggregator": self.aggregator,
             "video": dict(self.video),
             "segments": [s.to_dict() for s in self.segments],
+            "people_rule": self.people_rule,
+            "people": [p.to_dict() for p in self.people],
             "frames": [f.to_dict() for f in self.frames],
             "model": dict(self.model),
         }

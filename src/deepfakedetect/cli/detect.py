@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deepfakedetect._errors import DeepfakeDetectError
+from deepfakedetect._errors import ConfigError, DeepfakeDetectError
 from deepfakedetect._media import is_video_path
 from deepfakedetect.batch.many import detect_many
 from deepfakedetect.detector import Detector
@@ -16,25 +16,69 @@ from deepfakedetect.detector import Detector
 __all__ = ["run"]
 
 
+def uncertain_band_option(text: str | None) -> tuple[float, float] | bool | None:
+    """``--uncertain-band``: ``None`` (the model's), ``"off"`` (``False``), or ``"LOW,HIGH"``.
+
+    Example:
+        >>> uncertain_band_option("0.2,0.9"), uncertain_band_option("off"), uncertain_band_option(None)
+        ((0.2, 0.9), False, None)
+    """
+    if text is None:
+        return None
+    if text.strip().lower() in ("off", "none", "no"):
+        return False
+    parts = text.replace(":", ",").split(",")
+    try:
+        low, high = (float(x) for x in parts)
+    except ValueError:
+        raise ConfigError(f"--uncertain-band must be LOW,HIGH (e.g. 0.3,0.8) or off, got {text!r}") from None
+    return (low, high)
+
+
 def _load_detector(args: argparse.Namespace) -> Detector:
     return Detector.from_pretrained(
-        args.model, revision=args.revision, local_files_only=args.offline, device=args.device
-    )
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device,
+        flip=args.flip, uncertain_band=uncertain_band_option(args.uncertain_band),
+    )  # fmt: skip
+
+
+def _line(source: str, score: float | None, verdict: str | None, label: str | None) -> str:
+    if score is None:
+        return f"{source}\tno_face"
+    line = f"{source}\t{verdict}\tfake_score={score:.4f}"
+    return line + f"\tlabel={label}" if verdict == "uncertain" else line
 
 
 def _summary(result: Any, path: str) -> str:
-    if result.fake_score is None:
-        line = f"{path}\tno_face"
-    else:
-        line = f"{path}\t{result.label}\tfake_score={result.fake_score:.4f}"
+    line = _line(path, result.fake_score, result.verdict, result.label)
     frames = getattr(result, "frames", None)
     if frames is not None:
         line += f"\tframes={result.num_decoded}/{result.num_requested}"
         if result.face_stage:
             line += f"\tno_face_frames={result.frames_without_faces}"
+        if result.people:
+            line += f"\tpeople={len(result.people)}"
+            line = "\n".join([line, *_people_lines([p.to_dict() for p in result.people])])
     elif result.face_stage:
         line += f"\tfaces={len(result.faces)}"
     return line
+
+
+def _people_lines(people: list[dict[str, Any]]) -> list[str]:
+    """One indented line per person of a video record: label, score, time range, typical box."""
+    lines = []
+    for p in people:
+        boxes = [f["box"] for f in p.get("frames", [])]
+        box = ""
+        if boxes:
+            mid = boxes[len(boxes) // 2]
+            box = "\tbox=" + ",".join(f"{v:.0f}" for v in mid)
+        verdict = f"\tverdict={p['verdict']}" if p.get("verdict") else ""
+        lines.append(
+            f"  person {p['id']}\t{p['label']}\tfake_score={p['fake_score']:.4f}{verdict}\t"
+            f"{p['start']:.2f}-{p['end']:.2f} s\tframes={p['num_frames']}{box}"
+        )
+    return lines
 
 
 def _is_many(path: str) -> bool:
@@ -64,9 +108,9 @@ def _cmd_detect_many(args: argparse.Namespace, detector: Any) -> int:
                 record.pop("faces", None)
             print(json.dumps(record))
         elif record.get("status") != "error":
-            score = record.get("fake_score")
-            line = f"{record['source']}\tno_face" if score is None else f"{record['source']}\t{record['label']}\tfake_score={score:.4f}"
-            print(line)
+            line = _line(record["source"], record.get("fake_score"), record.get("verdict"), record.get("label"))
+            people = record.get("people") or []
+            print("\n".join([line + (f"\tpeople={len(people)}" if people else ""), *_people_lines(people)]))
         sys.stdout.flush()
     return 1 if failures else 0
 

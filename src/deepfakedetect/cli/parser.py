@@ -22,6 +22,22 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
 
 
+def _add_scoring_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time flip: also score each image or face mirrored and average (default: the model's setting)",
+    )
+    p.add_argument(
+        "--uncertain-band",
+        default=None,
+        metavar="LOW,HIGH|off",
+        help="scores in [LOW, HIGH) get the verdict 'uncertain' (default: the model's bands, fitted on "
+        "validation data; 'off': none)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="deepfakedetect", description="Tell real faces, images and videos from deepfakes."
@@ -50,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="frame-score aggregator for videos: NAME or NAME:key=value,... (e.g. top_k_mean:k=5)",
     )
     d.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
+    _add_scoring_args(d)
     d.add_argument("--batch-size", type=int, default=32)
     d.add_argument(
         "--compile",
@@ -85,7 +102,9 @@ def _add_train_parsers(subparsers: Any) -> None:
         description=(
             "Fine-tune a detector. DATA holds real/ and fake/ folders (split here with --seed), or "
             "train/, val/, test/ each holding them. The model folder (config.json, model.safetensors, "
-            "README.md), history.json/.csv/.png and checkpoints/ are written to --out."
+            "README.md), history.json/.csv/.png and checkpoints/ are written to --out. "
+            "With --temporal, DATA holds real/ and fake/ videos instead, and a temporal head is trained over "
+            "the face tracks' embeddings of --model's frozen backbone and saved with a copy of that model in --out."
         ),
     )
     t.add_argument("data", nargs="+", metavar="DATA", help="data folder(s)")
@@ -97,7 +116,7 @@ def _add_train_parsers(subparsers: Any) -> None:
         default="imagenet",
         help="starting weights: imagenet (default), none, a torchvision weights name, or a .safetensors file",
     )
-    t.add_argument("--epochs", type=_positive_int, default=10)
+    t.add_argument("--epochs", type=_positive_int, default=None, help="default: 10 (30 with --temporal)")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="per process (default: 32)")
     t.add_argument("--input-size", type=_positive_int, default=224, help="input side in pixels (default: 224)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 3e-4 for AdamW)")
@@ -137,6 +156,15 @@ def _add_train_parsers(subparsers: Any) -> None:
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--json", action="store_true", help="print the result as JSON")
+    g = t.add_argument_group("temporal model (--temporal)")
+    g.add_argument(
+        "--temporal",
+        action="store_true",
+        help="train a temporal head on videos (DATA: real/ and fake/ videos; --val: the same for validation)",
+    )
+    g.add_argument("--model", default=None, help="with --temporal: the model whose backbone embeds faces (default: built-in)")
+    g.add_argument("--temporal-kind", choices=("gru", "conv"), default="gru", help="GRU or 1-D convolution (default: gru)")
+    g.add_argument("--frames", type=_positive_int, default=32, help="frames sampled per video, as inference's uniform sampler")
     t.set_defaults(run="deepfakedetect.cli.train:run_train")
 
     e = subparsers.add_parser(
@@ -150,11 +178,20 @@ def _add_train_parsers(subparsers: Any) -> None:
     e.add_argument("model", metavar="MODEL", help="model folder or Hub repo id")
     e.add_argument("data", nargs="+", metavar="DATA", help="data folder(s)")
     e.add_argument("--split", default="test", choices=("test", "val", "train", "all"))
-    e.add_argument("--videos", action="store_true", help="evaluate videos (video- and frame-level metrics)")
+    kind = e.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--videos", action="store_const", const=True, default=None,
+        help="evaluate videos only (video- and frame-level metrics; default: images and videos, whichever the data holds)",
+    )  # fmt: skip
+    kind.add_argument("--images", dest="videos", action="store_const", const=False, help="evaluate images only")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--scores", action="store_true", help="with --json, include every item's score")
     e.add_argument("--roc", metavar="PATH", default=None, help="write an ROC plot (PNG; needs matplotlib)")
-    e.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
+    e.add_argument(
+        "--threshold", type=float, default=None,
+        help="decision threshold for every level (default: the model's, for videos its video calibration's)",
+    )  # fmt: skip
+    _add_scoring_args(e)
     e.add_argument("--batch-size", type=_positive_int, default=32)
     e.add_argument("--sampler", default=None, help="frame sampler for --videos, e.g. uniform:num_frames=16")
     e.add_argument("--aggregator", default=None, help="frame aggregator for --videos, e.g. top_k_mean:k=5")
@@ -164,3 +201,39 @@ def _add_train_parsers(subparsers: Any) -> None:
     e.add_argument("--device", default=None)
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
     e.set_defaults(run="deepfakedetect.cli.train:run_evaluate")
+
+    c = subparsers.add_parser(
+        "calibrate",
+        help="calibrate a model on validation images and videos, each kind on its own",
+        description=(
+            "Fit the image calibration on validation images and the video calibration on validation videos "
+            "(scored at video level with the model's sampler and aggregator, or --sampler/--aggregator, which "
+            "then become the model's defaults): temperature, threshold, operating points and the uncertain "
+            "band. DIR holds real/ and fake/ (used whole) or train/ val/ test/ (val/ used). Writes the "
+            "calibrated model folder to --out."
+        ),
+    )
+    c.add_argument("model", metavar="MODEL", help="model folder or Hub repo id")
+    c.add_argument("--out", required=True, metavar="DIR", help="where to write the calibrated model")
+    c.add_argument("--images", nargs="+", default=None, metavar="DIR", help="validation image folder(s)")
+    c.add_argument("--videos", nargs="+", default=None, metavar="DIR", help="validation video folder(s)")
+    c.add_argument(
+        "--target-precision", type=float, default=0.9,
+        help="class-balanced precision each call must reach outside the uncertain band (default: 0.9)",
+    )  # fmt: skip
+    c.add_argument("--no-band", action="store_true", help="fit no uncertain band")
+    c.add_argument("--method", choices=("balanced_accuracy", "eer"), default="balanced_accuracy", help="threshold method")
+    c.add_argument("--sampler", default=None, help="frame sampler for the videos, e.g. uniform:num_frames=32")
+    c.add_argument("--aggregator", default=None, help="frame aggregator for the videos, e.g. median")
+    c.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction, default=None,
+        help="calibrate (and store) the model with test-time flip on or off (default: the model's setting)",
+    )  # fmt: skip
+    c.add_argument("--batch-size", type=_positive_int, default=32)
+    c.add_argument("--strict", action="store_true", help="fail on unreadable files instead of leaving them out")
+    c.add_argument("--revision", default=None, help="Hub branch, tag or commit sha")
+    c.add_argument("--offline", action="store_true", help="use only the local Hugging Face cache")
+    c.add_argument("--device", default=None)
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c.add_argument("--json", action="store_true", help="print the new calibrations as JSON")
+    c.set_defaults(run="deepfakedetect.cli.train:run_calibrate")
