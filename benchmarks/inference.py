@@ -4,8 +4,10 @@ Prints Markdown tables:
 
 1. **Throughput**: images/s and achieved GFLOP/s for each model and batch size, for
    each way of running it (plain fp32 eager; channels-last; bf16 autocast;
-   channels-last + bf16, what ``Detector`` does with ``precision="auto"`` on a CPU with
-   native bf16; the same with BatchNorm folded into the convolutions; optionally
+   channels-last + bf16 autocast, which ``precision="auto"`` picks on a CPU with
+   native bf16; the same with BatchNorm folded into the convolutions; the same with
+   the convolution and linear weights stored in bf16 once, the ``Detector`` default
+   on such CPUs (autocast otherwise casts every weight at every call); optionally
    ``torch.compile`` with freezing), with the share of this CPU's fp32 and bf16 matrix
    multiply peak. The peaks are ``torch.mm`` of two 2048x2048 matrices, measured in
    the same rounds as the models (the machines are shared: every round times every
@@ -63,7 +65,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from deepfakedetect import Detector  # noqa: E402
-from deepfakedetect.models.precision import InferenceCopy, cpu_has_fast_bf16, fold_batchnorm  # noqa: E402
+from deepfakedetect.models.precision import (  # noqa: E402
+    InferenceCopy,
+    cast_matmul_weights,
+    cpu_has_fast_bf16,
+    fold_batchnorm,
+)
 
 DEFAULT_SHARED = Path(os.environ.get("DEEPFAKEDETECT_SHARED", REPO.parent / "shared"))
 MOBILENET_WEIGHTS = "weights/mobilenet_v2_imagenet1k_v1.safetensors"
@@ -161,6 +168,7 @@ class Runner:
         dtype: torch.dtype | None,
         fold: bool = False,
         compile: bool = False,
+        cast: bool = False,
     ) -> None:
         self.compile_s = 0.0
         self.device = device
@@ -174,6 +182,8 @@ class Runner:
         m = m.to(device).eval()
         if channels_last:
             m = m.to(memory_format=torch.channels_last)
+        if cast and dtype is not None:  # conv/linear weights stored in the autocast dtype, as Detector does
+            m = cast_matmul_weights(m, dtype)
         self.model = m
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -213,8 +223,9 @@ def modes(device: torch.device, *, with_compile: bool, all_modes: bool) -> dict[
     if native or all_modes:
         out[f"{h} autocast"] = {"channels_last": False, "dtype": half}
         out[f"channels-last + {h}"] = {"channels_last": True, "dtype": half}
-        out[f"channels-last + {h} + BN folded" + (" (Detector default)" if native else "")] = {
-            "channels_last": True, "dtype": half, "fold": True,
+        out[f"channels-last + {h} + BN folded"] = {"channels_last": True, "dtype": half, "fold": True}
+        out[f"channels-last + {h} + BN folded + {h} weights" + (" (Detector default)" if native else "")] = {
+            "channels_last": True, "dtype": half, "fold": True, "cast": True,
         }
     if with_compile:
         label = "Detector.compile(): torch.compile, frozen" + (f" + {h}" if auto is not None else "")

@@ -172,9 +172,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--shared", default=str(DEFAULT_SHARED))
     ap.add_argument("--keep", default=None, help="write the photos to this folder and keep them")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     args = ap.parse_args()
 
     import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     import deepfakedetect
     from deepfakedetect import Detector, detect_many
@@ -189,7 +193,8 @@ def main() -> None:
     mb = sum(p.stat().st_size for p in paths) / len(paths) / 1e6
 
     print(f"# Big photos, {time.strftime('%Y-%m-%d %H:%M')}\n")
-    print(f"- CPU: {cpu_line()}, torch {torch.__version__} with {torch.get_num_threads()} threads")
+    print(f"- CPU: {cpu_line()}, torch {torch.__version__} with {torch.get_num_threads()} threads, "
+          f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')}")
     print(f"- {len(paths)} photos {SIZE[0]}x{SIZE[1]}, JPEG q90, {mb:.1f} MB each on average, made in {made:.0f} s; "
           f"faces: {'LFW face-swap test set, real and fake' if real_faces else 'none (no shared data)'}")
     print(f"- before: {load_line()}")
