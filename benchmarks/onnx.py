@@ -108,9 +108,9 @@ def main() -> None:
     for r in range(args.rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
             det = dets[name]
-            pipe[name].append(timed(lambda: det.detect_image(files, batch_size=32), len(files)))
-            clf1[name].append(timed(lambda: [det.score_arrays([c], batch_size=1) for c in crops[:16]], 16))
-            clf32[name].append(timed(lambda: det.score_arrays(crops, batch_size=32), len(crops)))
+            pipe[name].append(timed(lambda d=det: d.detect_image(files, batch_size=32), len(files)))
+            clf1[name].append(timed(lambda d=det: [d.score_arrays([c], batch_size=1) for c in crops[:16]], 16))
+            clf32[name].append(timed(lambda d=det: d.score_arrays(crops, batch_size=32), len(crops)))
 
     starts: dict[str, list[tuple[float, float, float]]] = {n: [] for n in dets}
     spec = {names[0]: ("torch", "auto"), names[1]: ("torch", "fp32"), names[2]: ("onnxruntime", "fp32")}
@@ -125,7 +125,7 @@ def main() -> None:
             load, first = map(float, res.stdout.split())
             starts[name].append((total, load, first))
 
-    med = lambda xs, i: statistics.median(x[i] for x in xs)  # noqa: E731
+    med = lambda xs, i: statistics.median(x[i] for x in xs)
     print(f"\nCPU: {cpu_model()}, {os.cpu_count()} logical cores; load average {os.getloadavg()[0]:.1f} at the end; "
           f"{args.rounds} rounds, medians; {len(files)} LFW test faces ({len(crops)} face crops)\n")
     print("| backend | detect_image images/s | CPU ms/image | classifier batch 1 crops/s | classifier batch 32 crops/s | CPU ms/crop (batch 32) |")

@@ -136,7 +136,7 @@ def main() -> None:
     counts = Counter(s for s, _ in results)
     ok = sorted(dt for s, dt in results if s == 200)
     busy = sorted(dt for s, dt in results if s == 503)
-    q = lambda xs, p: xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")  # noqa: E731
+    q = lambda xs, p: xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
 
     print(f"CPU: {cpu_model()}, {os.cpu_count()} logical cores; load average {os.getloadavg()[0]:.1f} at the end")
     print(f"model: {model_desc}; inputs: {files_desc}; Grad-CAM: {explain}")

@@ -73,7 +73,8 @@ class Chromium:
         ]
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-            preexec_fn=wire_pipes, close_fds=False,  # Python's own descriptors are not inheritable anyway
+            preexec_fn=wire_pipes,  # noqa: PLW1509 - only dup2 runs in the child, which is async-signal-safe
+            close_fds=False,  # Python's own descriptors are not inheritable anyway
         )
         os.close(high_r)
         os.close(high_w)

@@ -18,9 +18,9 @@ pytest.importorskip("starlette", reason="the [serve] extra (starlette, uvicorn, 
 pytest.importorskip("multipart", reason="the [serve] extra needs python-multipart")
 httpx = pytest.importorskip("httpx", reason="the API tests need httpx")
 
-from deepfakedetect import ConfigError, Detector  # noqa: E402
-from deepfakedetect.serve import ServeSettings, create_app  # noqa: E402
-from deepfakedetect.serve.media import sniff_media  # noqa: E402
+from deepfakedetect import ConfigError, Detector
+from deepfakedetect.serve import ServeSettings, create_app
+from deepfakedetect.serve.media import sniff_media
 
 
 @pytest.fixture(scope="module")
@@ -291,7 +291,7 @@ def test_server_side_paths_are_refused_unless_their_folder_is_allowed(detector: 
     allowed.mkdir()
     (allowed / "a.png").write_bytes(png_bytes())
     (tmp_path / "secret.png").write_bytes(png_bytes())
-    form = lambda p: {"path": (None, str(p))}  # noqa: E731 - a multipart text field
+    form = lambda p: {"path": (None, str(p))}
     closed = create_app(detector)
     r = call(closed, "POST", "/v1/detect", files=form(allowed / "a.png"))
     assert r.status_code == 403 and "disabled" in r.json()["detail"]

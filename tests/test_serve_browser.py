@@ -19,10 +19,10 @@ import pytest
 pytest.importorskip("starlette", reason="the [serve] extra is not installed")
 uvicorn = pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
 
-from cdp import BrowserError, Chromium, find_chromium  # noqa: E402
+from cdp import BrowserError, Chromium, find_chromium
 
-from deepfakedetect import Detector  # noqa: E402
-from deepfakedetect.serve import ServeSettings, create_app  # noqa: E402
+from deepfakedetect import Detector
+from deepfakedetect.serve import ServeSettings, create_app
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared]
 

@@ -26,7 +26,7 @@ pytest.importorskip("starlette", reason="the [serve] extra is not installed")
 pytest.importorskip("uvicorn", reason="the [serve] extra is not installed")
 httpx = pytest.importorskip("httpx", reason="the load test needs httpx")
 
-from deepfakedetect import Detector  # noqa: E402
+from deepfakedetect import Detector
 
 pytestmark = pytest.mark.slow
 

@@ -82,7 +82,7 @@ def _export(module: nn.Module, example: torch.Tensor, path: Path, *, output_name
         os.replace(tmp, path)
     except ConfigError:
         raise
-    except Exception as e:  # noqa: BLE001 - the exporter fails in many ways (unsupported ops, guards)
+    except Exception as e:
         raise ConfigError(
             f"cannot export {type(module).__name__} to {path}: {type(e).__name__}: {str(e)[:500]}; "
             "the network may use an operation ONNX does not support"
@@ -174,7 +174,7 @@ def onnx_session(path: str | os.PathLike[str], *, threads: int | None = None) ->
         options.intra_op_num_threads = int(threads)
     try:
         return ort.InferenceSession(str(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except Exception as e:  # noqa: BLE001 - ORT raises its own exception types (InvalidProtobuf, Fail, ...)
+    except Exception as e:
         raise ModelLoadError(
             f"{path} is not a valid ONNX model for onnxruntime: {type(e).__name__}: {str(e)[:300]}; "
             "export it again with this version of deepfakedetect"

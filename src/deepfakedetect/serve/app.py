@@ -26,17 +26,19 @@ import re
 import shutil
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from PIL import Image
 from starlette.applications import Starlette
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
@@ -186,8 +188,6 @@ def create_app(detector: Detector, settings: ServeSettings | None = None) -> Sta
 
     middleware = []
     if settings.cors_origins:
-        from starlette.middleware.cors import CORSMiddleware
-
         middleware.append(
             Middleware(CORSMiddleware, allow_origins=list(settings.cors_origins), allow_methods=["GET", "POST"])
         )
@@ -318,7 +318,7 @@ class _Service:
         if length is not None and length.isdigit() and int(length) > s.max_upload_bytes:
             raise ApiError(413, "TooLarge", _too_large(s.max_upload_bytes))
 
-        async def limited() -> AsyncIterator[bytes]:
+        async def limited() -> AsyncGenerator[bytes, None]:
             total = 0
             async for chunk in request.stream():
                 total += len(chunk)
@@ -391,13 +391,11 @@ class _Service:
             raise ApiError(500, type(e).__name__, _scrub(str(e), path, name, workdir)) from e
 
     def _image(self, path: Path, name: str, options: _Options) -> dict[str, Any]:
-        from PIL import Image
-
         s = self.settings
         try:
             with Image.open(path) as im:
                 w, h = im.size
-        except Exception as e:  # noqa: BLE001 - Pillow raises many types for a bad header
+        except Exception as e:
             raise ImageDecodeError(f"{name}: not a readable image ({type(e).__name__})") from e
         if w * h > s.max_image_pixels:
             raise ApiError(
@@ -509,4 +507,4 @@ def _scrub(message: str, path: Path, name: str, workdir: Path) -> str:
 
 
 def _too_large(limit: int) -> str:
-    return f"the upload is larger than this server's limit of {limit} bytes ({limit / 1024 / 1024:.0f} MB)"
+    return f"the upload is larger than this server's limit of {limit} bytes ({limit / 1024 / 1024:.3g} MB)"

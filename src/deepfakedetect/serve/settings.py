@@ -107,7 +107,7 @@ class ServeSettings:
         }
 
 
-def _check(name: str, value: Any, kind: type, minimum: int) -> None:
+def _check(name: str, value: Any, kind: type[int], minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, kind) or value < minimum:
         raise ConfigError(f"ServeSettings {name} must be an integer >= {minimum}, got {value!r}")
 
