@@ -142,3 +142,13 @@ def test_loading_problems_are_typed_and_say_what_to_do(tmp_path: Path, monkeypat
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
     with pytest.raises(ConfigError, match=r"deepfakedetect\[onnx\]"):
         Detector.from_pretrained(folder, backend="onnxruntime")
+
+
+@pytest.mark.slow
+def test_an_exported_folder_loads_from_the_hub(resnet_export: tuple[Detector, Path], hub_server, tmp_path: Path) -> None:
+    torch_det, out = resnet_export
+    sha = hub_server.add_repo("org/resnet-onnx", out)
+    det = Detector.from_pretrained("org/resnet-onnx", backend="onnxruntime", cache_dir=tmp_path / "cache")
+    assert det.backend == "onnxruntime" and det.revision == sha
+    image = np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)
+    assert det.detect_image(image).fake_score == pytest.approx(torch_det.detect_image(image).fake_score, abs=TOLERANCE)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import threading
 import warnings
 from collections.abc import Sequence
@@ -32,7 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from ._config import ModelConfig
 from ._errors import ConfigError, InputError, ModelLoadError
+from ._hub import CONFIG_NAME, download_file
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +43,13 @@ __all__ = [
     "CLASSIFIER_ONNX",
     "FACE_DETECTOR_ONNX",
     "OnnxClassifier",
+    "OnnxFiles",
     "OnnxRetinaFace",
     "RetinaFaceOnnxDetector",
     "export_classifier",
     "export_retinaface",
     "onnx_session",
+    "resolve_onnx_files",
 ]
 
 CLASSIFIER_ONNX = "model.onnx"
@@ -52,6 +57,78 @@ FACE_DETECTOR_ONNX = "face_detector.onnx"
 # The largest batch the exported graphs declare; the exporter needs an upper bound.
 _MAX_BATCH = 4096
 _INSTALL_HINT = "install the extra: pip install 'deepfakedetect[onnx]'"
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+
+@dataclass(frozen=True)
+class OnnxFiles:
+    """The files of an exported model, and where they came from.
+
+    Attributes:
+        config: ``config.json``.
+        classifier: ``model.onnx``.
+        face_detector: ``face_detector.onnx``, or ``None`` when the model has none.
+        source: The folder or repo id as given.
+        revision: The Hub commit the files were taken from; ``None`` for a folder.
+    """
+
+    config: Path
+    classifier: Path
+    face_detector: Path | None
+    source: str
+    revision: str | None
+
+
+def resolve_onnx_files(
+    repo_id_or_dir: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+    token: str | bool | None = None,
+    force_download: bool = False,
+) -> OnnxFiles:
+    """Find an exported model's files in a folder, or download them from one commit of a Hub repo.
+
+    From the Hub, ``face_detector.onnx`` is fetched when the config's face stage is on and
+    uses the built-in RetinaFace; in a folder it is used when present.
+
+    Raises:
+        ModelLoadError: a missing folder or file (the message says how to export one), or
+            any download failure.
+        ConfigError: an invalid ``config.json`` (Hub only; a folder's is read by the caller).
+    """
+    given = os.fspath(repo_id_or_dir)
+    folder = Path(given).expanduser()
+    if folder.is_dir():
+        config, classifier = folder / CONFIG_NAME, folder / CLASSIFIER_ONNX
+        for path in (config, classifier):
+            if not path.is_file():
+                raise ModelLoadError(
+                    f"{folder} has no {path.name}: an ONNX model folder holds {CONFIG_NAME} and {CLASSIFIER_ONNX}. "
+                    f"Export one with Detector.from_pretrained({given!r}).export_onnx(DIR) or "
+                    f"`deepfakedetect export {given} --format onnx --out DIR`"
+                )
+        face = folder / FACE_DETECTOR_ONNX
+        return OnnxFiles(config, classifier, face if face.is_file() else None, given, None)
+    if not isinstance(repo_id_or_dir, str) or not _REPO_ID.match(given) or folder.exists():
+        raise ModelLoadError(
+            f"model folder {given!r} does not exist: pass a folder written by Detector.export_onnx, "
+            "or a Hub repo id such as 'org/name'"
+        )
+    options: dict[str, Any] = {
+        "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token, "force_download": force_download,
+    }
+    config = download_file(given, CONFIG_NAME, revision=revision, **options)
+    # The snapshot folder is named by the commit: the other files come from that same commit.
+    commit = config.parent.name if _COMMIT.match(config.parent.name) else revision
+    classifier = download_file(given, CLASSIFIER_ONNX, revision=commit, **options)
+    faces = ModelConfig.load(config).faces
+    face = None
+    if faces.enabled and faces.detector == "retinaface":
+        face = download_file(given, FACE_DETECTOR_ONNX, revision=commit, **options)
+    return OnnxFiles(config, classifier, face, given, commit)
 
 
 def _export(module: nn.Module, example: torch.Tensor, path: Path, *, output_names: list[str], dims: dict[int, Any]) -> Path:
