@@ -18,7 +18,7 @@ __all__ = ["run"]
 
 def _load_detector(args: argparse.Namespace) -> Detector:
     return Detector.from_pretrained(
-        args.model, revision=args.revision, local_files_only=args.offline, device=args.device
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device, backend=args.backend
     )
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import ipaddress
 import logging
 
-from .. import Detector
-from .app import create_app
-from .settings import ServeSettings
+from deepfakedetect.detector import Detector
+from deepfakedetect.serve.app import create_app
+from deepfakedetect.serve.settings import ServeSettings
 
 logger = logging.getLogger(__name__)
 

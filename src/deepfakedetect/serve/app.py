@@ -44,9 +44,7 @@ from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from .. import Detector, get_sampler, list_aggregators, list_samplers, probe_video
-from .._detector import render_model_card
-from .._errors import (
+from deepfakedetect._errors import (
     ConfigError,
     DeepfakeDetectError,
     ImageDecodeError,
@@ -55,10 +53,15 @@ from .._errors import (
     UnknownPluginError,
     VideoDecodeError,
 )
-from .._version import __version__
-from .media import sniff_media
-from .openapi import openapi_schema
-from .settings import ServeSettings
+from deepfakedetect._version import __version__
+from deepfakedetect.detector import Detector
+from deepfakedetect.io.probe import probe_video
+from deepfakedetect.models.card import render_model_card
+from deepfakedetect.serve.media import sniff_media
+from deepfakedetect.serve.openapi import openapi_schema
+from deepfakedetect.serve.settings import ServeSettings
+from deepfakedetect.video.aggregators import list_aggregators
+from deepfakedetect.video.samplers import get_sampler, list_samplers
 
 logger = logging.getLogger(__name__)
 
@@ -252,7 +255,7 @@ class _Service:
         return JSONResponse(
             {
                 "library_version": __version__,
-                "backend": getattr(det, "backend", "torch"),
+                "backend": det.backend,
                 "model": det.provenance,
                 "threshold": det.threshold,
                 "labels": list(cfg.labels),
@@ -261,7 +264,7 @@ class _Service:
                 "video": {"sampler": cfg.video.sampler, "aggregator": cfg.video.aggregator},
                 "samplers": list_samplers(),
                 "aggregators": list_aggregators(),
-                "explain": getattr(det, "backend", "torch") == "torch",
+                "explain": det.backend == "torch",
                 "limits": self.settings.public_dict(),
                 "model_card": render_model_card(cfg),
             }
@@ -413,7 +416,7 @@ class _Service:
 
     def _explanations(self, path: Path, count: int) -> list[dict[str, Any]]:
         det = self.detector
-        if getattr(det, "backend", "torch") != "torch":
+        if det.backend != "torch":
             return []  # Grad-CAM needs gradients, which only the torch backend has
         out = []
         for i in range(min(count, self.settings.explain_faces)):

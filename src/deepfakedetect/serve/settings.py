@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._errors import ConfigError
+from deepfakedetect._errors import ConfigError
 
 __all__ = ["ServeSettings"]
 

@@ -1,4 +1,4 @@
-"""ONNX export of a detector's networks, and an ONNX Runtime backend that runs them.
+"""ONNX export of a detector's networks, and the ONNX Runtime sessions that run them.
 
 An exported model folder holds the same ``config.json`` (and ``README.md``) as a
 saved one, with the networks as ONNX files instead of ``model.safetensors``:
@@ -13,18 +13,17 @@ Everything around the networks (image loading, face selection and cropping,
 preprocessing, calibration, video sampling and aggregation) is the library's own code,
 so a detector loaded with ``backend="onnxruntime"`` runs the same pipeline as the
 torch one. Exporting needs torch's exporter (``onnx`` and ``onnxscript``); running needs
-only ``onnxruntime``: ``pip install 'deepfakedetect[onnx]'`` installs all three.
+only ``onnxruntime``: ``pip install 'deepfakedetect[onnx]'`` installs all three. The face
+detector's half is in :mod:`deepfakedetect.faces.onnx`.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import logging
 import os
 import re
-import threading
 import warnings
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,29 +32,33 @@ import numpy as np
 import torch
 from torch import nn
 
-from ._config import ModelConfig
-from ._errors import ConfigError, InputError, ModelLoadError
-from ._hub import CONFIG_NAME, download_file
+from deepfakedetect._config import CONFIG_NAME, ModelConfig
+from deepfakedetect._errors import ConfigError, ModelLoadError
+from deepfakedetect.models.hub import download_file
 
 logger = logging.getLogger(__name__)
 
 __all__ = [
+    "BACKENDS",
     "CLASSIFIER_ONNX",
     "FACE_DETECTOR_ONNX",
     "OnnxClassifier",
     "OnnxFiles",
-    "OnnxRetinaFace",
-    "RetinaFaceOnnxDetector",
+    "OnnxSessionModule",
+    "check_backend",
     "export_classifier",
-    "export_retinaface",
+    "export_module",
     "onnx_session",
     "resolve_onnx_files",
 ]
 
+#: What can run a detector's networks: torch itself, or ONNX Runtime on an exported folder.
+BACKENDS = ("torch", "onnxruntime")
+
 CLASSIFIER_ONNX = "model.onnx"
 FACE_DETECTOR_ONNX = "face_detector.onnx"
 # The largest batch the exported graphs declare; the exporter needs an upper bound.
-_MAX_BATCH = 4096
+MAX_BATCH = 4096
 _INSTALL_HINT = "install the extra: pip install 'deepfakedetect[onnx]'"
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _COMMIT = re.compile(r"^[0-9a-f]{40}$")
@@ -125,16 +128,45 @@ def resolve_onnx_files(
     commit = config.parent.name if _COMMIT.match(config.parent.name) else revision
     classifier = download_file(given, CLASSIFIER_ONNX, revision=commit, **options)
     faces = ModelConfig.load(config).faces
-    face = None
+    face_file: Path | None = None
     if faces.enabled and faces.detector == "retinaface":
-        face = download_file(given, FACE_DETECTOR_ONNX, revision=commit, **options)
-    return OnnxFiles(config, classifier, face, given, commit)
+        face_file = download_file(given, FACE_DETECTOR_ONNX, revision=commit, **options)
+    return OnnxFiles(config, classifier, face_file, given, commit)
 
 
-def _export(module: nn.Module, example: torch.Tensor, path: Path, *, output_names: list[str], dims: dict[int, Any]) -> Path:
-    """Export with torch's (torch.export-based) ONNX exporter, written atomically."""
+def check_backend(backend: str) -> str:
+    """``backend`` itself when it is one of :data:`BACKENDS`, else a :class:`ConfigError`.
+
+    Example:
+        >>> check_backend("onnxruntime")
+        'onnxruntime'
+    """
+    if backend not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    return backend
+
+
+def export_module(
+    module: nn.Module, example: torch.Tensor, path: str | os.PathLike[str], *, output_names: list[str], dims: dict[int, Any]
+) -> Path:
+    """Export a network with torch's (torch.export-based) ONNX exporter; the file is written atomically.
+
+    Args:
+        module: The network (exported as it is: eval mode, float32, on the CPU).
+        example: An example input.
+        path: The ``.onnx`` file to write.
+        output_names: Names of the graph's outputs (the input is called ``"input"``).
+        dims: The input's dynamic dimensions, ``{axis: torch.export.Dim(...)}``.
+
+    Returns:
+        The path written.
+
+    Raises:
+        ConfigError: the exporter is not installed, or cannot export the network.
+    """
+    path = Path(path)
     try:
-        import onnxscript  # noqa: F401 - torch's exporter needs it; imported here to say so clearly
+        import onnxscript  # noqa: F401 - optional ([onnx] extra); torch's exporter needs it, checked here to say so
     except ImportError as e:
         raise ConfigError(f"exporting to ONNX needs the onnx and onnxscript packages: {_INSTALL_HINT}") from e
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -188,37 +220,10 @@ def export_classifier(model: nn.Module, path: str | os.PathLike[str], *, input_s
         >>> net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten())
         >>> export_classifier(net, "classifier.onnx", input_size=32)  # doctest: +SKIP
     """
-    import copy
-
     module = copy.deepcopy(model).eval().float().cpu().to(memory_format=torch.contiguous_format)
     example = torch.zeros(2, 3, input_size, input_size)
-    batch = torch.export.Dim("batch", min=1, max=_MAX_BATCH)
-    return _export(module, example, Path(path), output_names=["logits"], dims={0: batch})
-
-
-def export_retinaface(net: nn.Module, path: str | os.PathLike[str]) -> Path:
-    """Export the RetinaFace network to ONNX with dynamic batch, height and width.
-
-    Args:
-        net: A loaded :class:`~deepfakedetect._retinaface.RetinaFace` (not changed).
-        path: The ``.onnx`` file to write.
-
-    Returns:
-        The path written.
-
-    Raises:
-        ConfigError: the exporter is not installed, or cannot export the network.
-    """
-    import copy
-
-    module = copy.deepcopy(net).eval().float().cpu().to(memory_format=torch.contiguous_format)
-    example = torch.zeros(2, 3, 96, 128)
-    dims = {
-        0: torch.export.Dim("batch", min=1, max=_MAX_BATCH),
-        2: torch.export.Dim("height", min=32, max=8192),
-        3: torch.export.Dim("width", min=32, max=8192),
-    }
-    return _export(module, example, Path(path), output_names=["loc", "logits", "landmarks"], dims=dims)
+    batch = torch.export.Dim("batch", min=1, max=MAX_BATCH)
+    return export_module(module, example, path, output_names=["logits"], dims={0: batch})
 
 
 def onnx_session(path: str | os.PathLike[str], *, threads: int | None = None) -> Any:
@@ -258,8 +263,15 @@ def onnx_session(path: str | os.PathLike[str], *, threads: int | None = None) ->
         ) from e
 
 
-class _SessionModule(nn.Module):
-    """An ``nn.Module`` face on an ONNX Runtime session: tensors in, tensors out, on the CPU."""
+class OnnxSessionModule(nn.Module):
+    """An ``nn.Module`` face on an ONNX Runtime session: tensors in, tensors out, on the CPU.
+
+    It holds no parameters (``state_dict()`` is empty); the graph's one input is ``"input"``.
+
+    Args:
+        path: The ``.onnx`` file.
+        threads: ONNX Runtime threads per call (``None``: its default).
+    """
 
     def __init__(self, path: str | os.PathLike[str], *, threads: int | None = None) -> None:
         super().__init__()
@@ -267,7 +279,8 @@ class _SessionModule(nn.Module):
         self.session = onnx_session(self.path, threads=threads)
         self._output_names = [o.name for o in self.session.get_outputs()]
 
-    def _run(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def run(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Run the graph on ``x`` (a CPU tensor); its outputs as tensors, in the graph's order."""
         if x.device.type != "cpu":
             raise ConfigError(f"the ONNX Runtime backend runs on the CPU; got a tensor on {x.device}")
         array = np.ascontiguousarray(x.detach().float().numpy())
@@ -278,7 +291,7 @@ class _SessionModule(nn.Module):
         return f"path={str(self.path)!r}"
 
 
-class OnnxClassifier(_SessionModule):
+class OnnxClassifier(OnnxSessionModule):
     """The classifier of an exported model, run by ONNX Runtime: (N, 3, S, S) -> (N, K) logits.
 
     It holds no parameters; ``state_dict()`` is empty. :class:`~deepfakedetect.Detector`
@@ -291,80 +304,4 @@ class OnnxClassifier(_SessionModule):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._run(x)[0]
-
-
-class OnnxRetinaFace(_SessionModule):
-    """The exported RetinaFace run by ONNX Runtime, with the torch network's inputs and outputs."""
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        loc, logits, landmarks = self._run(x)
-        return loc, logits, landmarks
-
-
-@dataclass(frozen=True)
-class RetinaFaceOnnxDetector:
-    """The built-in face detector with its network run by ONNX Runtime.
-
-    Detection sizes, confidence filtering, NMS and the mapping back to image pixels are
-    those of :class:`~deepfakedetect.RetinaFaceDetector`; only the network differs.
-
-    Args:
-        path: The exported ``face_detector.onnx``.
-        min_confidence: Faces scoring below this are not returned.
-        nms_iou: Non-maximum-suppression overlap threshold.
-        max_size: Longest image side, in pixels, at which detection runs.
-        batch_size: Images per forward pass.
-        threads: ONNX Runtime threads per call (``None``: its default).
-
-    Example:
-        >>> det = RetinaFaceOnnxDetector("exported/face_detector.onnx", min_confidence=0.8)
-        >>> det.max_size
-        640
-    """
-
-    path: str | os.PathLike[str]
-    _: dataclasses.KW_ONLY
-    min_confidence: float = 0.5
-    nms_iou: float = 0.4
-    max_size: int = 640
-    batch_size: int = 16
-    threads: int | None = None
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "_lock", threading.Lock())
-
-    def load(self) -> OnnxRetinaFace:
-        """Open the ONNX Runtime session now (otherwise done on the first call)."""
-        with self.__dict__["_lock"]:
-            net = self.__dict__.get("_network")
-            if net is None:
-                net = OnnxRetinaFace(self.path, threads=self.threads)
-                object.__setattr__(self, "_network", net)
-            return net
-
-    def __call__(self, images: Sequence[np.ndarray], /) -> list[list[Any]]:
-        from ._faces import Face
-        from ._retinaface import detect_faces
-
-        checked = list(images)
-        for i, img in enumerate(checked):
-            if not (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3 and img.shape[2] == 3):
-                raise InputError(f"image {i}: expected an RGB uint8 numpy array of shape (H, W, 3)")
-        if not checked:
-            return []
-        dets = detect_faces(
-            self.load(),
-            checked,
-            min_confidence=self.min_confidence,
-            nms_iou=self.nms_iou,
-            max_size=self.max_size,
-            batch_size=self.batch_size,
-        )
-        return [
-            [
-                Face(tuple(box.tolist()), tuple(map(tuple, pts.tolist())), float(score))
-                for box, pts, score in zip(d.boxes, d.landmarks, d.scores)
-            ]
-            for d in dets
-        ]
+        return self.run(x)[0]
