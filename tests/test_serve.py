@@ -340,3 +340,25 @@ def test_sniffing_by_content_not_name() -> None:
     assert sniff_media(b"\x1a\x45\xdf\xa3" + bytes(20)) == "video"
     assert sniff_media(bytes(4) + b"ftypavif") == "image"
     assert sniff_media(b"<html>") is None
+
+
+def test_cli_serve_builds_its_settings_from_the_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import deepfakedetect.serve as serve_module
+    from deepfakedetect.cli import main
+    from deepfakedetect.cli.parser import build_parser
+
+    defaults = build_parser().parse_args(["serve"])
+    assert (defaults.host, defaults.port, defaults.allow_path, defaults.cors_origin) == ("127.0.0.1", 8000, [], [])
+    model = Detector.from_backbone("resnet18", input_size=32).save_pretrained(tmp_path / "m")
+    seen: dict[str, Any] = {}
+    monkeypatch.setattr(serve_module, "serve", lambda det, **kw: seen.update(det=det, **kw))
+    code = main([
+        "serve", "--model", str(model), "--port", "9001", "--max-upload-mb", "2", "--queue", "3",
+        "--timeout", "30", "--allow-path", str(tmp_path), "--cors-origin", "http://localhost:3000",
+    ])
+    assert code == 0
+    s = seen["settings"]
+    assert (seen["host"], seen["port"]) == ("127.0.0.1", 9001)
+    assert (s.max_upload_bytes, s.max_queue, s.request_timeout) == (2 * 1024 * 1024, 3, 30.0)
+    assert s.allowed_path_roots == (tmp_path.resolve(),) and s.cors_origins == ("http://localhost:3000",)
+    assert seen["det"].config.backbone == "resnet18" and seen["det"].backend == "torch"
