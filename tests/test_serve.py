@@ -362,3 +362,12 @@ def test_cli_serve_builds_its_settings_from_the_flags(tmp_path: Path, monkeypatc
     assert (s.max_upload_bytes, s.max_queue, s.request_timeout) == (2 * 1024 * 1024, 3, 30.0)
     assert s.allowed_path_roots == (tmp_path.resolve(),) and s.cors_origins == ("http://localhost:3000",)
     assert seen["det"].config.backbone == "resnet18" and seen["det"].backend == "torch"
+
+
+def test_image_size_is_reported_upright_for_exif_rotated_photos(detector: Detector) -> None:
+    buf = io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees to display
+    Image.fromarray(np.zeros((40, 60, 3), np.uint8)).save(buf, "JPEG", exif=exif)
+    r = call(create_app(detector), "POST", "/v1/detect", files={"file": ("r.jpg", buf.getvalue())}, data={"explain": "false"})
+    assert r.status_code == 200 and r.json()["image"] == {"width": 40, "height": 60}

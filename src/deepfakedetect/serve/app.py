@@ -398,6 +398,9 @@ class _Service:
         try:
             with Image.open(path) as im:
                 w, h = im.size
+                # Boxes are in upright pixels (the loader applies EXIF orientation), as browsers show it.
+                if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+                    w, h = h, w
         except Exception as e:
             raise ImageDecodeError(f"{name}: not a readable image ({type(e).__name__})") from e
         if w * h > s.max_image_pixels:

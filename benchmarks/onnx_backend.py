@@ -14,8 +14,8 @@ for torch with ``precision="auto"`` (the default: bf16 where the CPU has native 
 torch fp32, and ONNX Runtime (fp32, its CPU provider). Prints Markdown tables, the CPU
 model and the load average; compare ratios within one run.
 
-    PYTHONPATH=src python benchmarks/onnx.py                # about 5 minutes on 2 cores
-    PYTHONPATH=src python benchmarks/onnx.py --rounds 5 --images 64
+    PYTHONPATH=src python benchmarks/onnx_backend.py                # about 5 minutes on 2 cores
+    PYTHONPATH=src python benchmarks/onnx_backend.py --rounds 5 --images 64
 """
 
 from __future__ import annotations
