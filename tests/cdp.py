@@ -71,8 +71,10 @@ class Chromium:
             f"--window-size={width},{height}",
             "about:blank",
         ]
+        # Chromium's log goes to a file, not a pipe nobody reads (a full pipe would stall it).
+        self._log = tempfile.TemporaryFile()  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=self._log,
             preexec_fn=wire_pipes,  # noqa: PLW1509 - only dup2 runs in the child, which is async-signal-safe
             close_fds=False,  # Python's own descriptors are not inheritable anyway
         )
@@ -92,9 +94,16 @@ class Chromium:
             self.send("Page.enable")
             self.send("Runtime.enable")
             self.send("Emulation.setDeviceMetricsOverride", width=width, height=height, deviceScaleFactor=1, mobile=False)
-        except Exception:
+        except Exception as e:
+            try:  # a closed pipe can be seen a moment before the process is reaped
+                exited: int | None = self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                exited = None
+            log = self.log_tail()
             self.close()
-            raise
+            if exited is None:
+                raise
+            raise BrowserError(f"{executable} exited with status {exited} at start-up: {log or e}") from e
 
     def _read(self) -> None:
         buf = b""
@@ -181,6 +190,14 @@ class Chromium:
         path.write_bytes(base64.b64decode(data))
         return path
 
+    def log_tail(self, chars: int = 600) -> str:
+        """The end of what Chromium wrote to stderr."""
+        try:
+            self._log.seek(0)
+            return self._log.read().decode(errors="replace").strip()[-chars:]
+        except (OSError, ValueError):
+            return ""
+
     def close(self) -> None:
         try:
             if self.proc.poll() is None:
@@ -200,3 +217,4 @@ class Chromium:
                 except OSError:
                     pass
             shutil.rmtree(self._profile, ignore_errors=True)
+            self._log.close()
