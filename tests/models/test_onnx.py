@@ -115,6 +115,14 @@ def test_onnx_backend_refuses_what_needs_torch(resnet_export: tuple[Detector, Pa
         det.save_pretrained(tmp_path / "again")
     with pytest.raises(ConfigError, match="CPU"):
         Detector.from_pretrained(out, backend="onnxruntime", device="cuda")
+    import imageio.v2 as imageio
+
+    clip = tmp_path / "clip.mp4"
+    with imageio.get_writer(clip, fps=10, codec="libx264", macro_block_size=16) as w:
+        for i in range(4):
+            w.append_data(np.full((64, 80, 3), 50 * i, np.uint8))
+    with pytest.raises(ConfigError, match="temporal aggregator needs the torch backend"):
+        det.detect_video(clip, aggregator="temporal", progress=False)
 
 
 def test_export_of_a_folder_with_a_bad_config_fails_with_a_typed_error(tmp_path: Path) -> None:
