@@ -168,6 +168,29 @@ def test_bad_requests(detector: Detector) -> None:
     r = call(app, "POST", "/v1/detect", files={"file": ("a.png", png_bytes())}, data={"threshold": "2"})
     assert r.status_code == 400 and "threshold" in r.json()["detail"]
     assert call(app, "POST", "/v1/detect", files={"file": ("a.png", png_bytes())}, data={"explain": "maybe"}).status_code == 400
+    r = call(app, "POST", "/v1/detect", files={"file": ("a.png", png_bytes())}, data={"people": "loudest"})
+    assert r.status_code == 400 and "longest" in r.json()["detail"]
+
+
+class RecordingDetector(Detector):
+    """Remembers the keyword arguments of its last detect_video call."""
+
+    last: dict[str, Any] = {}
+
+    def detect_video(self, path: Any, **kwargs: Any) -> Any:
+        type(self).last = kwargs
+        return super().detect_video(path, **kwargs)
+
+
+def test_video_options_reach_detect_video(detector: Detector, tmp_path: Path) -> None:
+    app = create_app(RecordingDetector(detector.model, detector.config, precision="fp32"))
+    form = {"sampler": "uniform:num_frames=4", "aggregator": "median", "people": "longest", "threshold": "0.25"}
+    r = call(app, "POST", "/v1/detect", files={"file": ("c.mp4", mp4_bytes(tmp_path))}, data=form)
+    assert r.status_code == 200, r.text
+    got = RecordingDetector.last
+    assert got["aggregator"] == "median" and got["people"] == "longest" and got["threshold"] == 0.25
+    assert "num_frames=4" in repr(got["sampler"])
+    assert r.json()["threshold"] == 0.25
 
 
 def test_unknown_sampler_is_a_400_naming_the_known_ones(detector: Detector, tmp_path: Path) -> None:

@@ -111,4 +111,6 @@ def test_page_video_shows_the_per_frame_plot(server: str, browser: Chromium, sha
     assert browser.evaluate("document.getElementById('verdict').textContent").lower() in ("fake", "real", "uncertain")
     assert browser.evaluate("document.querySelectorAll('#plot circle').length") >= 8
     assert browser.evaluate("document.querySelectorAll('#plot polyline').length") == 1
+    # The default model crops faces, so the video's people (face tracks) are listed: a header and a row each.
+    assert browser.evaluate("document.querySelectorAll('#people tr').length") >= 2
     browser.screenshot(artifacts / "serve-page-video.png")

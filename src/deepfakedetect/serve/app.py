@@ -61,6 +61,7 @@ from deepfakedetect.serve.media import sniff_media
 from deepfakedetect.serve.openapi import openapi_schema
 from deepfakedetect.serve.settings import ServeSettings
 from deepfakedetect.video.aggregators import list_aggregators
+from deepfakedetect.video.people import PEOPLE_RULES
 from deepfakedetect.video.samplers import get_sampler, list_samplers
 
 logger = logging.getLogger(__name__)
@@ -102,6 +103,7 @@ class _TooLarge(Exception):
 class _Options:
     sampler: str | None
     aggregator: str | None
+    people: str | None
     explain: bool | None
     threshold: float | None
 
@@ -464,7 +466,13 @@ class _Service:
                 f"{s.max_video_frames}; ask for fewer (e.g. sampler=uniform:num_frames=32)",
             )
         v = det.detect_video(
-            path, sampler=sampler, aggregator=options.aggregator, threshold=options.threshold, progress=False, timeout=timeout
+            path,
+            sampler=sampler,
+            aggregator=options.aggregator,
+            people=options.people,
+            threshold=options.threshold,
+            progress=False,
+            timeout=timeout,
         )
         out = v.to_dict()
         out["source"] = name
@@ -483,6 +491,9 @@ def _parse_options(form: Any) -> _Options:
     explain = text("explain")
     if explain is not None and explain.lower() not in _TRUE | _FALSE:
         raise ApiError(400, "BadRequest", f"explain must be true or false, got {explain!r}")
+    people = text("people")
+    if people is not None and people not in PEOPLE_RULES:
+        raise ApiError(400, "BadRequest", f"people must be one of {', '.join(PEOPLE_RULES)}, got {people!r}")
     threshold = text("threshold")
     thr: float | None = None
     if threshold is not None:
@@ -495,6 +506,7 @@ def _parse_options(form: Any) -> _Options:
     return _Options(
         sampler=text("sampler"),
         aggregator=text("aggregator"),
+        people=people,
         explain=None if explain is None else explain.lower() in _TRUE,
         threshold=thr,
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from deepfakedetect.video.people import PEOPLE_RULES
+
 __all__ = ["openapi_schema"]
 
 _ERROR = {
@@ -83,6 +85,12 @@ _RESULT = {
         "segments": {"type": "array", "items": {"type": "object"}},
         "sampler": {"type": "string"},
         "aggregator": {"type": "string"},
+        "people": {
+            "type": "array",
+            "items": {"type": "object"},
+            "description": "videos: one entry per person (face track), each scored alone, with start, end and segments",
+        },
+        "people_rule": {"type": "string"},
         "video": {"type": "object"},
         "model": {"type": "object"},
     },
@@ -126,6 +134,11 @@ def openapi_schema(version: str) -> dict[str, Any]:
                                         },
                                         "sampler": {"type": "string", "description": "videos: a sampler spec, e.g. uniform:num_frames=16 or fps:fps=2"},
                                         "aggregator": {"type": "string", "description": "videos: an aggregator spec, e.g. top_k_mean:k=5"},
+                                        "people": {
+                                            "type": "string",
+                                            "enum": list(PEOPLE_RULES),
+                                            "description": "videos: how the people's (face tracks') scores make the video's (default: the model's)",
+                                        },
                                         "explain": {"type": "boolean", "description": "images: add Grad-CAM overlays (default true)"},
                                         "threshold": {"type": "number", "minimum": 0, "maximum": 1, "description": "decision threshold (default: the model's)"},
                                     },
