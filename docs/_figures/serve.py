@@ -80,6 +80,8 @@ def _upload(out: Path, file: Path, expect: str | None) -> None:
                 f"{expect!r}: update docs/guides/serve.md and this file"
             )
         browser.wait_for("[...document.images].every(i => i.complete)", 30)
+        if file.suffix == ".mp4":  # the player grows once it has read the video's size
+            browser.wait_for("document.getElementById('player').readyState >= 1", 30)
         browser.screenshot(out)
     # 192 colours are plenty for a page and make the file about 4x smaller.
     Image.open(out).convert("RGB").quantize(colors=192, dither=Image.Dither.NONE).save(out, optimize=True)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import io
+import re
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -96,6 +97,8 @@ def test_page_is_served_offline_with_no_outside_resources(detector: Detector) ->
         assert r.status_code == 200
         assert "http://" not in r.text.replace("http://www.w3.org/2000/svg", "") and "https://" not in r.text
     assert "https://" not in page.text and "http://" not in page.text
+    ids = re.findall(r'\bid="([^"]+)"', page.text)
+    assert len(ids) == len(set(ids)), sorted(i for i in ids if ids.count(i) > 1)  # the script finds elements by id
 
 
 # ---------------------------------------------------------------------------- images and videos
@@ -175,7 +178,7 @@ def test_bad_requests(detector: Detector) -> None:
 class RecordingDetector(Detector):
     """Remembers the keyword arguments of its last detect_video call."""
 
-    last: dict[str, Any] = {}
+    last: ClassVar[dict[str, Any]] = {}
 
     def detect_video(self, path: Any, **kwargs: Any) -> Any:
         type(self).last = kwargs

@@ -112,5 +112,8 @@ def test_page_video_shows_the_per_frame_plot(server: str, browser: Chromium, sha
     assert browser.evaluate("document.querySelectorAll('#plot circle').length") >= 8
     assert browser.evaluate("document.querySelectorAll('#plot polyline').length") == 1
     # The default model crops faces, so the video's people (face tracks) are listed: a header and a row each.
-    assert browser.evaluate("document.querySelectorAll('#people tr').length") >= 2
+    assert browser.evaluate("document.querySelectorAll('#video-view #people tr').length") >= 2
+    assert browser.evaluate("document.getElementById('people-rule').options.length") == 4  # untouched by the results
+    # The player grows once it has read the video's size: wait for that, so the screenshot shows the whole page.
+    browser.wait_for("document.getElementById('player').readyState >= 1", 30)
     browser.screenshot(artifacts / "serve-page-video.png")

@@ -62,7 +62,7 @@ async function send(file) {
   form.append("file", file, file.name);
   if ($("sampler").value) form.append("sampler", $("sampler").value);
   if ($("aggregator").value) form.append("aggregator", $("aggregator").value);
-  if ($("people").value) form.append("people", $("people").value);
+  if ($("people-rule").value) form.append("people", $("people-rule").value);
   form.append("explain", $("explain").checked ? "true" : "false");
   setStatus(`scoring ${file.name}…`);
   $("result").hidden = true;
