@@ -37,7 +37,7 @@ def uncertain_band_option(text: str | None) -> tuple[float, float] | bool | None
 
 def _load_detector(args: argparse.Namespace) -> Detector:
     return Detector.from_pretrained(
-        args.model, revision=args.revision, local_files_only=args.offline, device=args.device,
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device, backend=args.backend,
         flip=args.flip, uncertain_band=uncertain_band_option(args.uncertain_band),
     )  # fmt: skip
 

@@ -20,6 +20,12 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", default=None, help="Hub branch, tag or commit sha")
     p.add_argument("--offline", action="store_true", help="use only the local Hugging Face cache")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="onnxruntime: run a folder written by `deepfakedetect export` with ONNX Runtime (the [onnx] extra)",
+    )
 
 
 def _add_scoring_args(p: argparse.ArgumentParser) -> None:
@@ -81,7 +87,59 @@ def build_parser() -> argparse.ArgumentParser:
     d.set_defaults(run="deepfakedetect.cli.detect:run")
 
     _add_train_parsers(sub)
+    _add_deploy_parsers(sub)
     return parser
+
+
+def _add_deploy_parsers(subparsers: Any) -> None:
+    """Add ``export`` and ``serve`` to the main parser's subparsers."""
+    x = subparsers.add_parser(
+        "export",
+        help="export a detector's networks to ONNX",
+        description=(
+            "Write the classifier (and, with the face stage on, the RetinaFace face detector) as ONNX files "
+            "beside the model's config.json, for --backend onnxruntime. Needs the [onnx] extra."
+        ),
+    )
+    x.add_argument("model", nargs="?", default=None, metavar="MODEL", help="model folder or Hub repo id (default: the built-in model)")
+    x.add_argument("--format", choices=("onnx",), default="onnx", help="the only format: onnx")
+    x.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    x.add_argument("--revision", default=None, help="Hub branch, tag or commit sha")
+    x.add_argument("--offline", action="store_true", help="use only the local Hugging Face cache")
+    x.set_defaults(run="deepfakedetect.cli.export:run")
+
+    s = subparsers.add_parser(
+        "serve",
+        help="a local web service and page",
+        description=(
+            "Serve the detector over HTTP: POST /v1/detect, GET /v1/model, GET /healthz, /openapi.json, and a page "
+            "at / for dropping files. Binds to 127.0.0.1 (this machine only) unless --host says otherwise; no "
+            "authentication, no CORS unless --cors-origin. Needs the [serve] extra. See docs/guides/serve.md."
+        ),
+    )
+    _add_model_args(s)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=_positive_int, default=8000)
+    s.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload in MB (default: 100)")
+    s.add_argument("--max-image-pixels", type=_positive_int, default=50_000_000, help="largest image, width x height")
+    s.add_argument("--max-video-seconds", type=float, default=600.0, help="longest video (default: 600)")
+    s.add_argument("--max-video-pixels", type=_positive_int, default=3840 * 2160, help="largest frame, width x height")
+    s.add_argument("--max-video-frames", type=_positive_int, default=256, help="most frames a sampler may ask for")
+    s.add_argument("--timeout", type=float, default=120.0, help="seconds per request, queueing included (default: 120)")
+    s.add_argument("--concurrency", type=_positive_int, default=1, help="requests scored at once (default: 1)")
+    s.add_argument("--queue", type=int, default=8, help="requests that may wait; more get 503 (default: 8)")
+    s.add_argument("--retry-after", type=int, default=5, help="seconds in Retry-After with a 503 (default: 5)")
+    s.add_argument(
+        "--allow-path", action="append", default=[], metavar="DIR",
+        help="allow requests to name files under DIR instead of uploading (repeatable; default: refused)",
+    )
+    s.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        help="allow browser pages from ORIGIN to call the API (repeatable; default: no CORS)",
+    )
+    s.add_argument("--temp-dir", default=None, metavar="DIR", help="where uploads are kept while scored")
+    s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    s.set_defaults(run="deepfakedetect.cli.serve:run")
 
 
 def _positive_int(text: str) -> int:
