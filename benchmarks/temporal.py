@@ -7,8 +7,9 @@ Data: the FaceForensics++ c23 videos of the shared data, split by identity group
 choice of epoch and of the default); the default model is the frozen backbone.
 
 For each video the inference sampler's 32 frames (``uniform``) are decoded, faces found,
-scored and embedded once (cached under ``--out/cache``; the training videos also at two
-shifted samplings). Then, per video:
+scored and embedded once (cached under ``--out/cache``; a second run reads the cache).
+The heads are trained by ``train_temporal``, what ``Trainer.fit_temporal`` and
+``deepfakedetect train VIDEOS --temporal`` run, on the training groups' videos. Then, per video:
 
 - ``frames, <agg>``: today's behaviour before people: each frame's score is its most fake
   face's, and the aggregator runs over the frames;
