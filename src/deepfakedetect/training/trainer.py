@@ -43,7 +43,11 @@ from deepfakedetect.training.distributed import (
 from deepfakedetect.training.folders import DataArg
 from deepfakedetect.training.history import TrainResult
 from deepfakedetect.training.run import SELECT_METRICS, Run
-from deepfakedetect.training.temporal import TemporalTrainConfig, list_videos, train_temporal
+from deepfakedetect.training.temporal import (
+    TemporalTrainConfig,
+    list_videos,
+    train_temporal,
+)
 
 logger = logging.getLogger(__name__)
 
