@@ -27,9 +27,9 @@ from deepfakedetect import (
     ModelLoadError,
     Trainer,
     UnknownPluginError,
-    get_aggregator,
-    get_sampler,
 )
+from deepfakedetect.aggregators import get_aggregator
+from deepfakedetect.samplers import get_sampler
 
 from hostile_helpers import run_python
 

@@ -20,9 +20,10 @@ from deepfakedetect import (
     ImageDecodeError,
     InputError,
     VideoDecodeError,
-    load_image,
+    detect_many,
     probe_video,
 )
+from deepfakedetect.io.images import load_image
 
 from hostile_helpers import make_fifo, open_and_close_writer_later, within
 
@@ -78,7 +79,7 @@ def test_load_image_on_a_character_device_is_refused(tmp_path: Path) -> None:
 def test_detect_many_gives_a_fifo_an_error_record_and_scores_the_rest(det: Detector, tmp_path: Path) -> None:
     Image.new("RGB", (40, 40), "gray").save(tmp_path / "a.png")
     make_fifo(tmp_path / "b.jpg")
-    records = within(60, lambda: list(det.detect_many(tmp_path, progress=False)))
+    records = within(60, lambda: list(detect_many(det, tmp_path, progress=False)))
     by_name = {Path(r["source"]).name: r for r in records}
     assert by_name["a.png"]["status"] == "ok"
     assert by_name["b.jpg"]["status"] == "error" and "not a regular file" in by_name["b.jpg"]["error"]
