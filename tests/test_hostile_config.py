@@ -89,7 +89,7 @@ BAD_FIELDS = [
     {"calibration": {"operating_points": {str(i): 0.5 for i in range(5000)}}},
     {"backbone_kwargs": {"groups": "x"}},
     {"backbone_kwargs": {"width_per_group": -1}},
-    {"backbone_kwargs": {"zero_init_residual": [1]}},
+    {"backbone_kwargs": {"zero_init_residual": [[1]]}},
     {"backbone_kwargs": {"zero_init_residual": {"a": {"b": 1}}}},
     {"backbone_kwargs": {"": 1}},
     {"backbone_kwargs": [1, 2]},

@@ -22,6 +22,8 @@ from typing import BinaryIO
 
 __all__ = [
     "MAX_PIXELS",
+    "MAX_SPEC_CHARS",
+    "MAX_SPEC_PARAMS",
     "NotRegularFileError",
     "check_regular",
     "file_kind",
@@ -32,6 +34,10 @@ __all__ = [
 
 #: Pixel limit of a decoded image or video frame (Pillow's own default decompression-bomb limit).
 MAX_PIXELS = 89_478_485
+#: Longest plugin spec accepted, in characters (``"top_k_mean:k=5"`` has 14).
+MAX_SPEC_CHARS = 1000
+#: Most parameters one plugin spec may set.
+MAX_SPEC_PARAMS = 32
 
 # C0 and C1 controls (tab kept apart), DEL, line and paragraph separators, and the
 # bidirectional controls that can reorder what a terminal shows.

@@ -14,14 +14,25 @@ import torch
 from torch import nn
 
 from deepfakedetect._config import ModelConfig
-from deepfakedetect._errors import ConfigError, InputError, NoFacesError
-from deepfakedetect._utils import progress_bar
+from deepfakedetect._errors import (
+    ConfigError,
+    InputError,
+    NoFacesError,
+    UnknownPluginError,
+)
+from deepfakedetect._untrusted import shorten
+from deepfakedetect._utils import as_int, as_number, progress_bar
 from deepfakedetect._version import __version__
 from deepfakedetect.explain import Explanation, explain, explain_video_frames
 from deepfakedetect.faces import Face, FaceDetector, FaceStage
+from deepfakedetect.faces.detectors import FACE_DETECTORS
 from deepfakedetect.io.images import describe_input, is_image_input, load_image
 from deepfakedetect.io.video import probe_video, read_frames
-from deepfakedetect.models.precision import InferenceCopy, resolve_precision
+from deepfakedetect.models.precision import (
+    InferenceCopy,
+    resolve_device,
+    resolve_precision,
+)
 from deepfakedetect.models.preprocess import resize_and_crop
 from deepfakedetect.models.pretrained import DEFAULT_MODEL_DIR, PretrainedMixin
 from deepfakedetect.results import FaceResult, FrameResult, ImageResult, VideoResult
@@ -72,7 +83,7 @@ class Detector(PretrainedMixin):
         precision: str = "auto",
     ) -> None:
         self.config = config
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = resolve_device(device)
         self.precision = precision
         self._autocast_dtype = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
@@ -90,6 +101,27 @@ class Detector(PretrainedMixin):
         self._face_lock = threading.Lock()
 
     # ------------------------------------------------------------------ building
+    @classmethod
+    def check_plugins(cls, config: ModelConfig, *, source: str) -> None:
+        """Make the config's sampler and aggregator and look up its face detector, naming ``source`` on failure.
+
+        Raises:
+            ConfigError: a spec the plugin refuses.
+            UnknownPluginError: a name no registry (nor entry point) knows.
+        """
+        checks = (
+            ("video.sampler", lambda: get_sampler(config.video.sampler)),
+            ("video.aggregator", lambda: get_aggregator(config.video.aggregator)),
+            ("faces.detector", lambda: FACE_DETECTORS.get(config.faces.detector)),
+        )
+        for what, make in checks:
+            try:
+                make()
+            except UnknownPluginError as e:
+                raise UnknownPluginError(f"{source}: {what}: {e}") from None
+            except ConfigError as e:
+                raise ConfigError(f"{source}: {what}: {e}") from None
+
     def compile(self, enabled: bool = True) -> Detector:
         """Score through ``torch.compile`` from the next call on (for long runs); returns ``self``.
 
@@ -114,7 +146,7 @@ class Detector(PretrainedMixin):
 
     def to(self, device: str | torch.device) -> Detector:
         """Move the model (and later face detection) to ``device``; returns ``self``."""
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model.to(self.device)
         self._autocast_dtype = resolve_precision(self.precision, self.device)
         self._face_stage = None  # rebuilt on the new device when next needed
@@ -174,8 +206,7 @@ class Detector(PretrainedMixin):
             >>> det.score_arrays([np.zeros((64, 64, 3), np.uint8)] * 3).shape
             (3,)
         """
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = check_batch_size(batch_size)
         out = np.empty(len(images), dtype=np.float64)
         for start in range(0, len(images), batch_size):
             x = self.preprocess(images[start : start + batch_size])
@@ -304,9 +335,10 @@ class Detector(PretrainedMixin):
                 f"cannot use {describe_input(image)} as an image: pass a path, PIL image, "
                 "NumPy array, torch tensor, or a list of them"
             )
+        batch_size = check_batch_size(batch_size)
         thr = self.threshold if threshold is None else _check_threshold(threshold)
         results: list[ImageResult] = []
-        for start in range(0, len(items), max(1, batch_size)):
+        for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             arrays = [load_image(x) for x in chunk]
             for x, (score, faces) in zip(chunk, self._score_frames(arrays, batch_size=batch_size)):
@@ -372,10 +404,12 @@ class Detector(PretrainedMixin):
             >>> det = Detector.from_backbone("resnet18")
             >>> v = det.detect_video("clip.mp4", sampler="uniform:num_frames=8")  # doctest: +SKIP
         """
+        batch_size = check_batch_size(batch_size)
         thr = self.threshold if threshold is None else _check_threshold(threshold)
-        info = probe_video(path, allow_urls=allow_urls, timeout=timeout)
+        # Arguments first: a bad spec is an argument error, whatever the file.
         smp = get_sampler(sampler if sampler is not None else self.config.video.sampler)
         agg = get_aggregator(aggregator if aggregator is not None else self.config.video.aggregator)
+        info = probe_video(path, allow_urls=allow_urls, timeout=timeout)
         indices = sorted({int(i) for i in smp(info)})
         bad = [i for i in indices if not 0 <= i < info.num_frames]
         if bad:
@@ -489,14 +523,23 @@ class Detector(PretrainedMixin):
             allow_urls=allow_urls, timeout=timeout,
         )
 
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _check_threshold(threshold: float) -> float:
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
-    return float(threshold)
+    value = as_number(threshold)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"threshold must be a number in [0, 1], got {shorten(threshold)}")
+    return value
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` when it is a positive integer (not a bool), else :class:`ConfigError`.
+
+    Example:
+        >>> check_batch_size(8)
+        8
+    """
+    if as_int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {shorten(batch_size)}")
+    return int(batch_size)
 
 
 def _reduce_faces(faces: tuple[FaceResult, ...], how: str) -> float | None:

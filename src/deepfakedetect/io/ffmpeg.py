@@ -20,7 +20,12 @@ import imageio_ffmpeg
 import numpy as np
 
 from deepfakedetect._errors import ConfigError, InputError, VideoDecodeError
-from deepfakedetect._untrusted import NotRegularFileError, file_kind, open_regular, printable
+from deepfakedetect._untrusted import (
+    NotRegularFileError,
+    file_kind,
+    open_regular,
+    printable,
+)
 
 logger = logging.getLogger(__name__)
 
