@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         InputError,
         ModelLoadError,
         NoFacesError,
+        OutputError,
         UnknownPluginError,
         VideoDecodeError,
     )
@@ -69,6 +70,7 @@ _EXPORTS: dict[str, str] = {
     "ModelConfig": "deepfakedetect._config",
     "ModelLoadError": "deepfakedetect._errors",
     "NoFacesError": "deepfakedetect._errors",
+    "OutputError": "deepfakedetect._errors",
     "PreprocessConfig": "deepfakedetect._config",
     "TrainResult": "deepfakedetect.training.trainer",
     "Trainer": "deepfakedetect.training.trainer",
@@ -104,6 +106,7 @@ __all__ = [
     "ModelConfig",
     "ModelLoadError",
     "NoFacesError",
+    "OutputError",
     "PreprocessConfig",
     "TrainResult",
     "Trainer",
