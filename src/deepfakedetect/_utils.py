@@ -60,9 +60,9 @@ def progress_bar(total: int, desc: str, *, unit: str = "it", progress: bool | No
         return None
     # huggingface_hub's tqdm honours its own switch too; imported here so that modules
     # which only might show a bar do not pay for importing huggingface_hub.
-    from huggingface_hub.utils import tqdm
+    from huggingface_hub.utils import tqdm  # type: ignore[attr-defined]
 
-    return tqdm(total=total, desc=desc, unit=unit, leave=False)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False)  # type: ignore[no-untyped-call]
 
 
 def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], object]) -> Path:

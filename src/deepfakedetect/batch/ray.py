@@ -186,7 +186,7 @@ def detect_with_ray(
         >>> ds = detect_with_ray("corpus/", model="org/name", concurrency=4)  # doctest: +SKIP
         >>> ds.write_json("results/")  # doctest: +SKIP
     """
-    try:
+    try:  # ray is an optional extra ([ray])
         import ray.data
     except ImportError as e:
         raise ConfigError(_INSTALL) from e

@@ -351,6 +351,7 @@ _NETWORKS_LOCK = threading.Lock()
 
 def _shared_network(path: Path, device: torch.device) -> Any:
     """One loaded network per (file, device), shared by every detector that asks."""
+    # torch: imported on first use, so that faces and crops work without loading torch
     from deepfakedetect.faces.retinaface import load_retinaface
 
     key = (str(path.resolve()), str(device))
@@ -466,6 +467,7 @@ class RetinaFaceDetector:
         """
         net = self.__dict__.get("_network")
         if net is None:
+            # torch: imported on first use, so that faces and crops work without loading torch
             from deepfakedetect.faces.retinaface import resolve_device
 
             path = resolve_retinaface_weights(
@@ -496,6 +498,7 @@ class RetinaFaceDetector:
         checked = check_images(images)
         if not checked:
             return []
+        # torch: imported on first use, so that faces and crops work without loading torch
         from deepfakedetect.faces.retinaface import detect_faces
 
         dets = detect_faces(

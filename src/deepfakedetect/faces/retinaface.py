@@ -275,7 +275,7 @@ def load_retinaface(path: str | Path, *, device: str | torch.device | None = "cp
     target = resolve_device(device)
     try:
         # Channels-last runs this depthwise-heavy network about 1.5x faster on CPU.
-        return model.to(target, memory_format=torch.channels_last)
+        return model.to(target).to(memory_format=torch.channels_last)
     except (RuntimeError, AssertionError) as e:  # torch raises AssertionError without CUDA support
         raise ConfigError(f"cannot run the face detector on device {str(target)!r}: {e}; use 'cpu' or None") from e
 
@@ -462,6 +462,7 @@ def _detect_batch(
     min_confidence: float,
     nms_iou: float,
 ) -> list[Detections]:
+    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only when faces are detected
     from torchvision.ops import batched_nms
 
     n, _, ph, pw = batch.shape

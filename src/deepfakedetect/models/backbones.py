@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ def list_backbones() -> list[str]:
         >>> "resnet50" in list_backbones()
         True
     """
+    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only when a backbone is built
     import torchvision
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
@@ -117,7 +119,7 @@ def build_model(
     backbone: str,
     *,
     num_outputs: int = 2,
-    weights: str | Path | None = None,
+    weights: str | os.PathLike[str] | None = None,
     backbone_kwargs: dict[str, Any] | None = None,
 ) -> nn.Module:
     """Build a torchvision backbone with a fresh ``num_outputs`` head.
@@ -140,6 +142,7 @@ def build_model(
         >>> m.fc.out_features
         2
     """
+    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only when a backbone is built
     import torchvision
 
     if num_outputs not in (1, _MAX_CLASSES):
@@ -181,6 +184,7 @@ def build_model(
 
 
 def _torchvision_weights(backbone: str, name: str) -> Any:
+    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only when a backbone is built
     import torchvision
 
     try:

@@ -40,7 +40,6 @@ from huggingface_hub import (
     try_to_load_from_cache,
 )
 from huggingface_hub.errors import HfHubHTTPError, RemoteEntryNotFoundError
-
 from huggingface_hub.utils import HFValidationError, validate_repo_id  # type: ignore[attr-defined]
 
 from deepfakedetect._config import CONFIG_NAME, README_NAME, WEIGHTS_NAME

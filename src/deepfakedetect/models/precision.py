@@ -9,9 +9,11 @@ import logging
 import threading
 from collections.abc import Hashable
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from deepfakedetect._errors import ConfigError
 
@@ -136,8 +138,6 @@ def fold_sequential_batchnorm(model: nn.Module) -> nn.Module:
         >>> [type(c).__name__ for c in fold_sequential_batchnorm(net)]
         ['Conv2d', 'Identity']
     """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
     for module in model.modules():
         if not isinstance(module, nn.Sequential):
             continue
@@ -163,6 +163,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         >>> [type(c).__name__ for c in fold_batchnorm(m).children()]
         ['Conv2d']
     """
+    # torch.fx is a large import: only when a network is folded, not when precision is chosen
     from torch.fx.experimental.optimization import fuse
 
     model = copy.deepcopy(model).eval()
@@ -218,7 +219,7 @@ class InferenceCopy:
                 if device.type == "cpu":
                     folded = folded.to(memory_format=torch.channels_last)
                 if compiled:
-                    folded = torch.compile(folded, dynamic=False, options={"freezing": True})
+                    folded = cast(nn.Module, torch.compile(folded, dynamic=False, options={"freezing": True}))
                 self._copy, self._key = folded, key
             return self._copy
 

@@ -8,6 +8,7 @@ A model is a folder (local or a Hub repo) of ``config.json``, ``model.safetensor
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar

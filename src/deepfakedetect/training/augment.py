@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from deepfakedetect._errors import ConfigError
 
@@ -108,7 +109,7 @@ class AugmentConfig:
         unknown = [n for n in names if n not in AUGMENTATIONS]
         if unknown:
             raise ConfigError(f"unknown augmentation(s) {unknown}; known: {', '.join(AUGMENTATIONS)}")
-        probs = {f"{n}_p": (1.0 if n in names else 0.0) for n in AUGMENTATIONS}
+        probs: dict[str, Any] = {f"{n}_p": (1.0 if n in names else 0.0) for n in AUGMENTATIONS}
         probs.update(changes)
         return cls(**probs)
 
@@ -129,12 +130,11 @@ class AugmentConfig:
             True
         """
         known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known})
+        values: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items() if k in known}
+        return cls(**values)
 
 
 def _maybe(transform: Any, p: float) -> Any:
-    from torchvision.transforms import v2
-
     return transform if p >= 1.0 else v2.RandomApply([transform], p=p)
 
 
@@ -143,8 +143,6 @@ class _Noise(torch.nn.Module):
 
     def __init__(self, std: float) -> None:
         super().__init__()
-        from torchvision.transforms import v2
-
         self.noise = v2.GaussianNoise(mean=0.0, sigma=std, clip=True)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
@@ -204,8 +202,6 @@ def build_augment(config: AugmentConfig, *, input_size: int) -> Any:
         >>> bool((t(x) == x.flip(-1)).all())
         True
     """
-    from torchvision.transforms import v2
-
     if not isinstance(config, AugmentConfig):
         raise ConfigError(f"augment must be an AugmentConfig or None, got {type(config).__name__}")
     steps: list[Any] = []

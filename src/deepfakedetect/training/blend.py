@@ -22,6 +22,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
 
 __all__ = ["self_blend"]
 
@@ -54,8 +55,6 @@ def _mask(size: int) -> torch.Tensor:
     sigma = size * _uniform(0.01, 0.06)
     k = 2 * math.ceil(3 * sigma) + 1
     if k < size:
-        from torchvision.transforms.v2 import functional as TF
-
         mask = TF.gaussian_blur(mask, [k, k], [sigma, sigma])
     if float(torch.rand(())) < 0.5:
         mask = (mask * _uniform(1.0, 2.0)).clamp_(0.0, 1.0)
@@ -77,8 +76,6 @@ def _source(image: torch.Tensor) -> torch.Tensor:
     mean = x.mean(dim=(2, 3), keepdim=True)
     x = (x - mean) * _uniform(0.9, 1.1) + mean * gain + (torch.rand(1, 3, 1, 1) - 0.5) * 0.08
     # Detail: blur (an upsampled, smoother face) or sharpen (a crisper one).
-    from torchvision.transforms.v2 import functional as TF
-
     if float(torch.rand(())) < 0.5:
         sigma = _uniform(0.3, 1.2)
         x = TF.gaussian_blur(x, [5, 5], [sigma, sigma])

@@ -198,7 +198,7 @@ def optimizer_from_parts(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 def rng_parts() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     tensors = {"rng.torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():  # type: ignore[no-untyped-call]
         for i, s in enumerate(torch.cuda.get_rng_state_all()):
             tensors[f"rng.cuda.{i}"] = s
     name, keys, pos, has_gauss, cached = np.random.get_state()

@@ -7,6 +7,7 @@ import logging
 import math
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,13 +17,13 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from deepfakedetect._errors import ConfigError, DatasetError, ModelLoadError
-from deepfakedetect._metrics import binary_metrics, equal_error_rate, roc_auc
+from deepfakedetect._metrics import binary_metrics
 from deepfakedetect._untrusted import shorten
-from deepfakedetect._utils import jsonable, progress_bar, progress_enabled
+from deepfakedetect._utils import jsonable, progress_enabled
 from deepfakedetect._version import __version__
 from deepfakedetect.detector import Detector
 from deepfakedetect.models.backbones import last_linear
-from deepfakedetect.models.calibration import calibrate, fake_margin
+from deepfakedetect.models.calibration import calibrate
 from deepfakedetect.models.precision import resolve_precision
 from deepfakedetect.training.augment import build_augment
 from deepfakedetect.training.checkpoint import (
@@ -46,17 +47,17 @@ from deepfakedetect.training.data import (
 from deepfakedetect.training.distributed import (
     Dist,
     ShardSampler,
-    gather_rows,
 )
-from deepfakedetect.training.folders import DataArg, check_classes
+from deepfakedetect.training.folders import DataArg, DataSplits, check_classes
 from deepfakedetect.training.history import TrainResult
+from deepfakedetect.training.loop import EpochLoop, nan, prefixed
 
 if TYPE_CHECKING:
     from deepfakedetect.training.trainer import Trainer
 
 logger = logging.getLogger(__name__)
 
-__all__ = ['Run', 'class_counts', 'nan', 'prefixed']
+__all__ = ["SELECT_METRICS", "Run"]
 
 #: Metrics ``select_metric`` may name, with the direction that is better.
 SELECT_METRICS = {
@@ -68,7 +69,37 @@ SELECT_METRICS = {
 }
 
 
-class Run:
+@dataclass
+class _Data:
+    """What a run trains and validates on."""
+
+    splits: DataSplits
+    val_roots: list[str]
+    test_samples: list[Sample]
+    train_p: PreparedImages
+    val_p: PreparedImages
+    train_ds: ImageDataset
+    val_ds: ImageDataset
+    train_loader: DataLoader[Any]
+    val_loader: DataLoader[Any]
+    data_seconds: float
+
+
+@dataclass
+class _State:
+    """Where a run stands after its last epoch (what a checkpoint restores)."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    epoch: int = 0
+    stopped_early: bool = False
+    train_seconds: float = 0.0
+    best_epoch: int = 0
+    best_value: float | None = None
+    since_best: int = 0
+    best_state: dict[str, torch.Tensor] | None = None
+
+
+class Run(EpochLoop):
     """The state of one :meth:`Trainer.fit` call."""
 
     def __init__(self, trainer: Trainer, dist: Dist, device: torch.device) -> None:
@@ -142,16 +173,41 @@ class Run:
 
     # ------------------------------------------------------------------ main
     def fit(self, data: DataArg, *, val: DataArg | None, resume: bool) -> TrainResult:
-        t = self.t
         wall = time.perf_counter()
-        seed_all(t.seed)
+        seed_all(self.t.seed)
         det = self._build_detector()
-        config = det.config
-        model = det.model.to(self.device, memory_format=torch.channels_last)
-        self.num_outputs = config.num_outputs
-        self.fake_index = config.fake_index if config.num_outputs == 2 else 0
-        self.amp = resolve_precision(t.precision, self.device)
+        self.model = det.model.to(self.device).to(memory_format=torch.channels_last)
+        self.num_outputs = det.config.num_outputs
+        self.fake_index = det.config.fake_index if det.config.num_outputs == 2 else 0
+        self.amp = resolve_precision(self.t.precision, self.device)
+        d = self._load_data(det, data, val)
+        self._build_optimizer(d.train_ds.y)
+        fingerprint = {
+            "backbone": det.config.backbone,
+            "input_size": det.config.preprocess.input_size,
+            "faces": det.config.faces.enabled,
+            "n_train": len(d.train_ds),
+            "n_val": len(d.val_ds),
+            "batch_size": self.t.batch_size,
+            "world_size": self.dist.world,
+            "seed": self.t.seed,
+            "optimizer": self.t.optimizer,
+        }
+        state = self._restore(fingerprint) if resume else _State()
+        start_epoch = state.epoch
+        self._train_epochs(d, state, fingerprint)
+        result = self._finish(det, d, state)
+        logger.info(
+            "trained %d epochs in %.1f s%s (best epoch %d, %s %.4f)",
+            state.epoch, time.perf_counter() - wall,
+            f", resumed after epoch {start_epoch}" if start_epoch else "",
+            state.best_epoch, self.t.select_metric, nan(state.best_value),
+        )  # fmt: skip
+        return result
 
+    def _load_data(self, det: Detector, data: DataArg, val: DataArg | None) -> _Data:
+        """Find, split and prepare the data; build the datasets and loaders."""
+        t = self.t
         splits, train_s, val_s, test_s, val_roots = self._find_data(data, val)
         data_start = time.perf_counter()
         train_p = self._prepare(train_s, det, "training images")
@@ -160,11 +216,13 @@ class Run:
         check_classes(train_p.samples, "the usable training images", fakes_optional=t.self_blend > 0)
         check_classes(val_p.samples, "the usable validation images")
 
-        augment = build_augment(t.augment, input_size=config.preprocess.input_size) if t.augment is not None else None
+        input_size = det.config.preprocess.input_size
+        augment = build_augment(t.augment, input_size=input_size) if t.augment is not None else None
         train_ds = ImageDataset(train_p, augment=augment, seed=t.seed, self_blend=t.self_blend)
         val_ds = ImageDataset(val_p)
-        self.train_sampler = ShardSampler(len(train_ds), rank=self.dist.rank, world=self.dist.world, shuffle=True, seed=t.seed)
-        val_sampler = ShardSampler(len(val_ds), rank=self.dist.rank, world=self.dist.world, shuffle=False, seed=t.seed)
+        rank, world = self.dist.rank, self.dist.world
+        self.train_sampler = ShardSampler(len(train_ds), rank=rank, world=world, shuffle=True, seed=t.seed)
+        val_sampler = ShardSampler(len(val_ds), rank=rank, world=world, shuffle=False, seed=t.seed)
         shard = len(self.train_sampler)
         # A last batch of one breaks batch norm in training mode.
         drop_last = shard % t.batch_size == 1 and shard > 1
@@ -177,78 +235,75 @@ class Run:
         steps_per_epoch = len(train_loader)
         self.total_steps = steps_per_epoch * t.epochs
         self.warmup_steps = round(min(t.warmup_epochs, max(t.epochs - 1, 0)) * steps_per_epoch)
+        return _Data(splits, val_roots, test_s, train_p, val_p, train_ds, val_ds, train_loader, val_loader, data_seconds)
 
-        head = last_linear(model)[2]
-        head_ids = {id(p) for p in head.parameters()}
-        self.head = head
-        self.criterion = self._criterion(train_ds.y)
-        decay = [p for p in model.parameters() if p.ndim > 1]
-        no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    def _build_optimizer(self, y_train: np.ndarray) -> None:
+        """Loss, optimizer (no weight decay on biases and norms), scaler; the head for freezing."""
+        t, model = self.t, self.model
+        self.head = last_linear(model)[2]
+        head_ids = {id(p) for p in self.head.parameters()}
+        self.criterion = self._criterion(y_train)
         groups = [
-            {"params": decay, "weight_decay": t.weight_decay, "base_lr": t.lr},
-            {"params": no_decay, "weight_decay": 0.0, "base_lr": t.lr},
+            {"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": t.weight_decay, "base_lr": t.lr},
+            {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0, "base_lr": t.lr},
         ]
         if t.optimizer == "adamw":
-            opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=t.lr)
+            self.opt: torch.optim.Optimizer = torch.optim.AdamW(groups, lr=t.lr)
         elif t.optimizer == "adam":
-            opt = torch.optim.Adam(groups, lr=t.lr)
+            self.opt = torch.optim.Adam(groups, lr=t.lr)
         else:
-            opt = torch.optim.SGD(groups, lr=t.lr, momentum=0.9, nesterov=True)
-        self.opt = opt
+            self.opt = torch.optim.SGD(groups, lr=t.lr, momentum=0.9, nesterov=True)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp == torch.float16 else None
-        self.model = model
         self.ddp: nn.Module = model
         self.backbone_params = [p for p in model.parameters() if id(p) not in head_ids]
-
-        fingerprint = {
-            "backbone": config.backbone,
-            "input_size": config.preprocess.input_size,
-            "faces": config.faces.enabled,
-            "n_train": len(train_ds),
-            "n_val": len(val_ds),
-            "batch_size": t.batch_size,
-            "world_size": self.dist.world,
-            "seed": t.seed,
-            "optimizer": t.optimizer,
-        }
-        history: list[dict[str, Any]] = []
-        start_epoch = 0
         self.step = 0
-        best: dict[str, Any] = {"epoch": 0, "value": None, "since": 0, "state": None}
-        stopped_early = False
-        prior_seconds = 0.0
-        ck_dir = t.out_dir / "checkpoints" if t.out_dir is not None else None
-        last_path = ck_dir / "last.safetensors" if ck_dir is not None else None
-        best_path = ck_dir / "best.safetensors" if ck_dir is not None else None
-        if resume and last_path is not None and last_path.is_file():
-            state = self._load_checkpoint(last_path, fingerprint)
-            history = state["history"]
-            start_epoch = state["epoch"]
-            self.step = state["step"]
-            stopped_early = state.get("stopped_early", False)
-            prior_seconds = state.get("train_seconds", 0.0)
-            best.update(epoch=state["best"]["epoch"], value=state["best"]["value"], since=state["best"]["since"])
-            if best["epoch"] and best_path is not None and best_path.is_file():
-                best["state"] = read_checkpoint(best_path)[0]
-                best["state"] = {k[len("model."):]: v for k, v in best["state"].items() if k.startswith("model.")}
-            logger.info("resuming from %s after epoch %d", last_path, start_epoch)
-        elif resume:
-            logger.info("no checkpoint at %s: starting from scratch", last_path)
 
-        self._set_frozen(start_epoch + 1)
-        train_seconds = prior_seconds
+    def _checkpoint_paths(self) -> tuple[Path, Path, Path] | None:
+        if self.t.out_dir is None:
+            return None
+        ck_dir = self.t.out_dir / "checkpoints"
+        return ck_dir, ck_dir / "last.safetensors", ck_dir / "best.safetensors"
+
+    def _restore(self, fingerprint: dict[str, Any]) -> _State:
+        """The state of a resumed run from its last checkpoint, or a fresh one."""
+        paths = self._checkpoint_paths()
+        if paths is None or not paths[1].is_file():
+            logger.info("no checkpoint at %s: starting from scratch", paths[1] if paths else None)
+            return _State()
+        _, last_path, best_path = paths
+        saved = self._load_checkpoint(last_path, fingerprint)
+        self.step = saved["step"]
+        state = _State(
+            history=saved["history"],
+            epoch=saved["epoch"],
+            stopped_early=saved.get("stopped_early", False),
+            train_seconds=saved.get("train_seconds", 0.0),
+            best_epoch=saved["best"]["epoch"],
+            best_value=saved["best"]["value"],
+            since_best=saved["best"]["since"],
+        )
+        if state.best_epoch and best_path.is_file():
+            tensors = read_checkpoint(best_path)[0]
+            state.best_state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+        logger.info("resuming from %s after epoch %d", last_path, state.epoch)
+        return state
+
+    def _train_epochs(self, d: _Data, state: _State, fingerprint: dict[str, Any]) -> None:
+        """Train, validate and checkpoint each epoch; keep the best; stop early when asked."""
+        t = self.t
+        paths = self._checkpoint_paths()
         direction = SELECT_METRICS[t.select_metric]
-        for epoch in range(start_epoch + 1, t.epochs + 1):
-            if stopped_early:
+        self._set_frozen(state.epoch + 1)
+        for epoch in range(state.epoch + 1, t.epochs + 1):
+            if state.stopped_early:
                 break
             self._set_frozen(epoch)
             self.train_sampler.set_epoch(epoch)
-            train_ds.set_epoch(epoch)
+            d.train_ds.set_epoch(epoch)
             t0 = time.perf_counter()
-            train_stats = self._train_epoch(train_loader, epoch)
+            train_stats = self._train_epoch(d.train_loader, epoch)
             t1 = time.perf_counter()
-            val_rows = self._predict(val_loader)
-            val_stats = self._epoch_metrics(val_rows, "val")
+            val_stats = self._epoch_metrics(self._predict(d.val_loader), "val")
             t2 = time.perf_counter()
             entry = {
                 "epoch": epoch,
@@ -258,65 +313,68 @@ class Run:
                 "train_time_s": t1 - t0,
                 "val_time_s": t2 - t1,
                 "time_s": t2 - t0,
-                "train_images_per_s": len(train_ds) / max(t1 - t0, 1e-9),
+                "train_images_per_s": len(d.train_ds) / max(t1 - t0, 1e-9),
             }
-            train_seconds += t2 - t0
+            state.train_seconds += t2 - t0
+            state.epoch = epoch
             value = entry[t.select_metric]
             improved = value is not None and not math.isnan(value) and (
-                best["value"] is None
-                or (value > best["value"] if direction == "max" else value < best["value"])
+                state.best_value is None
+                or (value > state.best_value if direction == "max" else value < state.best_value)
             )
             if improved:
-                best.update(epoch=epoch, value=value, since=0)
-                best["state"] = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+                state.best_epoch, state.best_value, state.since_best = epoch, value, 0
+                state.best_state = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
             else:
-                best["since"] += 1
-            entry["best_epoch"] = best["epoch"]
-            history.append(entry)
+                state.since_best += 1
+            entry["best_epoch"] = state.best_epoch
+            state.history.append(entry)
             logger.info(
                 "epoch %d/%d: train loss %.4f acc %.4f | val loss %.4f acc %.4f auc %.4f | %.1f s",
                 epoch, t.epochs, entry["train_loss"], entry["train_accuracy"],
                 entry["val_loss"], entry["val_accuracy"], nan(entry["val_auc"]), entry["time_s"],
-            )
-            if t.early_stopping_patience is not None and best["since"] >= t.early_stopping_patience:
-                stopped_early = True
+            )  # fmt: skip
+            if t.early_stopping_patience is not None and state.since_best >= t.early_stopping_patience:
+                state.stopped_early = True
                 logger.info(
                     "early stopping after epoch %d: %s has not improved for %d epochs (best %.4f at epoch %d)",
-                    epoch, t.select_metric, best["since"], best["value"], best["epoch"],
-                )
-            if ck_dir is not None:
+                    epoch, t.select_metric, state.since_best, state.best_value, state.best_epoch,
+                )  # fmt: skip
+            if paths is not None:
                 if self.dist.is_main:
-                    ck_dir.mkdir(parents=True, exist_ok=True)
-                    if improved and best_path is not None:
-                        write_checkpoint(
-                            best_path,
-                            {f"model.{k}": v for k, v in best["state"].items()},
-                            {"format": CHECKPOINT_FORMAT, "epoch": epoch, "value": value},
-                        )
-                    self._save_checkpoint(
-                        last_path, epoch=epoch, history=history, best=best, fingerprint=fingerprint,
-                        stopped_early=stopped_early, train_seconds=train_seconds,
-                    )
+                    self._write_checkpoints(paths, state, improved=improved, fingerprint=fingerprint)
                 self.dist.barrier()
             if t.on_epoch_end is not None:
                 t.on_epoch_end(dict(entry))
 
-        # ---------------------------------------------------------------- finalise
-        if best["state"] is not None:
-            self.model.load_state_dict(best["state"])
+    def _write_checkpoints(
+        self, paths: tuple[Path, Path, Path], state: _State, *, improved: bool, fingerprint: dict[str, Any]
+    ) -> None:
+        ck_dir, last_path, best_path = paths
+        ck_dir.mkdir(parents=True, exist_ok=True)
+        if improved and state.best_state is not None:
+            write_checkpoint(
+                best_path,
+                {f"model.{k}": v for k, v in state.best_state.items()},
+                {"format": CHECKPOINT_FORMAT, "epoch": state.epoch, "value": state.best_value},
+            )
+        self._save_checkpoint(last_path, state, fingerprint=fingerprint)
+
+    def _finish(self, det: Detector, d: _Data, state: _State) -> TrainResult:
+        """Restore the best epoch, calibrate on validation, measure the test split, save."""
+        t = self.t
+        if state.best_state is not None:
+            self.model.load_state_dict(state.best_state)
         self.model.eval()
-        metrics: dict[str, Any] = {}
-        val_rows = self._predict(val_loader)
+        config = det.config
+        val_rows = self._predict(d.val_loader)
         y_val, margin_val = val_rows[:, 1].astype(np.int64), self._margin(val_rows)
-        calibration = config.calibration
-        if t.calibrate:
-            calibration = calibrate(margin_val, y_val)
-        scores = 1.0 / (1.0 + np.exp(-margin_val / calibration.temperature))
-        metrics.update(prefixed(binary_metrics(y_val, scores, threshold=calibration.threshold), "val"))
+        calibration = calibrate(margin_val, y_val) if t.calibrate else config.calibration
+        metrics = prefixed(binary_metrics(y_val, self._scores(margin_val, calibration.temperature), threshold=calibration.threshold), "val")
         test_counts = {"real": 0, "fake": 0}
-        skipped = len(train_p.skipped) + len(val_p.skipped)
-        if test_s:
-            test_p = self._prepare(test_s, det, "test images")
+        skipped = len(d.train_p.skipped) + len(d.val_p.skipped)
+        if d.test_samples:
+            test_p = self._prepare(d.test_samples, det, "test images")
             skipped += len(test_p.skipped)
             test_counts = class_counts(test_p.samples)
             test_loader = DataLoader(
@@ -326,30 +384,24 @@ class Run:
                 num_workers=t.num_workers,
             )
             rows = self._predict(test_loader)
-            y_test, margin_test = rows[:, 1].astype(np.int64), self._margin(rows)
-            scores = 1.0 / (1.0 + np.exp(-margin_test / calibration.temperature))
+            y_test, scores = rows[:, 1].astype(np.int64), self._scores(self._margin(rows), calibration.temperature)
             if 0 < y_test.sum() < len(y_test):
                 metrics.update(prefixed(binary_metrics(y_test, scores, threshold=calibration.threshold), "test"))
-        completed = history[-1]["epoch"] if history else 0
         training = {
             **{k: v for k, v in config.training.items() if k not in ("metrics",)},
             **t.settings(),
-            "data": [str(r) for r in splits.roots],
-            "val_data": val_roots or None,
-            "layouts": splits.layouts,
-            "split": splits.split,
-            "counts": {
-                "train": class_counts(train_p.samples),
-                "val": class_counts(val_p.samples),
-                "test": test_counts,
-            },
+            "data": [str(r) for r in d.splits.roots],
+            "val_data": d.val_roots or None,
+            "layouts": d.splits.layouts,
+            "split": d.splits.split,
+            "counts": {"train": class_counts(d.train_p.samples), "val": class_counts(d.val_p.samples), "test": test_counts},
             "skipped_files": skipped,
-            "epochs_completed": completed,
-            "best_epoch": best["epoch"],
-            "stopped_early": stopped_early,
+            "epochs_completed": state.epoch,
+            "best_epoch": state.best_epoch,
+            "stopped_early": state.stopped_early,
             "precision_used": str(self.amp).replace("torch.", "") if self.amp is not None else "fp32",
             "world_size": self.dist.world,
-            "train_seconds": round(train_seconds, 1),
+            "train_seconds": round(state.train_seconds, 1),
             "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "library_version": __version__,
             "metrics": {
@@ -361,234 +413,50 @@ class Run:
         config = config.replace(calibration=calibration, training=jsonable(training))
         for p in self.model.parameters():
             p.requires_grad_(True)
-        detector = Detector(
-            self.model, config, device=self.device, face_detector=t.face_detector, source="trained"
-        )
+        detector = Detector(self.model, config, device=self.device, face_detector=t.face_detector, source="trained")
         result = TrainResult(
             detector=detector,
-            history=history,
-            best_epoch=best["epoch"],
+            history=state.history,
+            best_epoch=state.best_epoch,
             metrics=metrics,
-            stopped_early=stopped_early,
+            stopped_early=state.stopped_early,
             out_dir=t.out_dir,
-            data_seconds=data_seconds,
+            data_seconds=d.data_seconds,
         )
         if t.out_dir is not None:
             if self.dist.is_main:
                 detector.save_pretrained(t.out_dir)
                 result.save_history(t.out_dir)
             self.dist.barrier()
-        logger.info(
-            "trained %d epochs in %.1f s%s (best epoch %d, %s %.4f)",
-            completed, time.perf_counter() - wall,
-            f", resumed after epoch {start_epoch}" if start_epoch else "",
-            best["epoch"], t.select_metric, nan(best["value"]),
-        )  # fmt: skip
         return result
 
-    # ------------------------------------------------------------------ pieces
-    def _criterion(self, y: np.ndarray) -> nn.Module:
-        t = self.t
-        n_fake = int(y.sum())
-        n_real = len(y) - n_fake
-        if t.class_weights == "balanced":
-            w_fake, w_real = len(y) / (2.0 * n_fake), len(y) / (2.0 * n_real)
-        elif isinstance(t.class_weights, dict):
-            w_fake, w_real = float(t.class_weights["fake"]), float(t.class_weights["real"])
-        else:
-            w_fake = w_real = 1.0
-        if self.num_outputs == 1:
-            # pos_weight scales the fake term; the real term keeps weight 1.
-            return nn.BCEWithLogitsLoss(pos_weight=torch.tensor([w_fake / w_real], device=self.device))
-        weight = torch.empty(2)
-        weight[self.fake_index] = w_fake
-        weight[1 - self.fake_index] = w_real
-        return nn.CrossEntropyLoss(weight=weight.to(self.device))
-
-    def _targets(self, y: torch.Tensor) -> torch.Tensor:
-        if self.num_outputs == 1:
-            return y.float().view(-1, 1)
-        return torch.where(y == 1, self.fake_index, 1 - self.fake_index).long()
-
-    def _set_frozen(self, epoch: int) -> None:
-        t = self.t
-        frozen = t.freeze_backbone and (t.unfreeze_at_epoch is None or epoch < t.unfreeze_at_epoch)
-        current = getattr(self, "_frozen", None)
-        if current == frozen:
-            return
-        for p in self.backbone_params:
-            p.requires_grad_(not frozen)
-        self._frozen = frozen
-        if self.dist.active:
-            from torch.nn.parallel import DistributedDataParallel
-
-            # DDP registers the parameters that need gradients when it is built: rebuild
-            # it whenever that set changes.
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp = DistributedDataParallel(self.model, device_ids=ids)
-        else:
-            self.ddp = self.model
-        if current is not None:
-            logger.info("epoch %d: backbone %s", epoch, "frozen" if frozen else "unfrozen")
-
-    def _lr_factor(self, step: int) -> float:
-        t = self.t
-        if step < self.warmup_steps:
-            return (step + 1) / self.warmup_steps
-        if t.scheduler == "constant":
-            return 1.0
-        span = max(1, self.total_steps - self.warmup_steps)
-        progress = min(1.0, (step - self.warmup_steps) / span)
-        if t.scheduler == "linear":
-            return 1.0 - progress
-        return 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def _autocast(self) -> Any:
-        return torch.autocast(device_type=self.device.type, dtype=self.amp or torch.float32, enabled=self.amp is not None)
-
-    def _train_epoch(self, loader: DataLoader[Any], epoch: int) -> dict[str, Any]:
-        t = self.t
-        self.ddp.train()
-        if self._frozen:
-            # A linear probe keeps the backbone exactly as it is, batch-norm statistics included.
-            self.model.eval()
-            self.head.train()
-        rows = []
-        bar = progress_bar(len(loader), f"epoch {epoch}/{t.epochs}", unit="batch", progress=self.show_progress)
-        try:
-            for x, y, idx in loader:
-                factor = self._lr_factor(self.step)
-                for g in self.opt.param_groups:
-                    g["lr"] = g["base_lr"] * factor
-                x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-                y = y.to(self.device)
-                with self._autocast():
-                    logits = self.ddp(x)
-                loss = self.criterion(logits.float(), self._targets(y))
-                self.opt.zero_grad(set_to_none=True)
-                if self.scaler is not None:
-                    self.scaler.scale(loss).backward()
-                    self.scaler.unscale_(self.opt)
-                else:
-                    loss.backward()
-                if t.grad_clip is not None:
-                    torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], t.grad_clip)
-                if self.scaler is not None:
-                    self.scaler.step(self.opt)
-                    self.scaler.update()
-                else:
-                    self.opt.step()
-                self.step += 1
-                if not math.isfinite(loss.item()):
-                    raise ConfigError(
-                        f"the training loss became {loss.item()} at epoch {epoch}, step {self.step}; "
-                        f"lower the learning rate (now {t.lr:g}) or use precision='fp32'"
-                    )
-                rows.append(self._rows(idx, y, logits))
-                if bar is not None:
-                    bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
-        self._sync_buffers()
-        gathered = self._gather(rows)
-        return self._epoch_metrics(gathered, "train")
-
-    def _sync_buffers(self) -> None:
-        """Give every process rank 0's batch-norm statistics, so all evaluate one model."""
-        if not self.dist.active:
-            return
-        for buf in self.model.buffers():
-            if self.dist.backend == "nccl" or buf.device.type == "cpu":
-                torch.distributed.broadcast(buf, 0)
-            else:
-                tmp = buf.cpu()
-                torch.distributed.broadcast(tmp, 0)
-                buf.copy_(tmp)
-
     @staticmethod
-    def _rows(idx: torch.Tensor, y: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
-        return torch.cat(
-            [idx.double().view(-1, 1).to(logits.device), y.double().view(-1, 1), logits.detach().double()], dim=1
-        ).cpu()
-
-    def _gather(self, rows: list[torch.Tensor]) -> np.ndarray:
-        width = 2 + self.num_outputs
-        local = torch.cat(rows) if rows else torch.zeros((0, width), dtype=torch.float64)
-        full = gather_rows(local, self.dist, self.device).numpy()
-        # Padding repeats a few items across processes: keep each index once, in order.
-        _, first = np.unique(full[:, 0], return_index=True)
-        return full[first]
-
-    @torch.no_grad()
-    def _predict(self, loader: DataLoader[Any]) -> np.ndarray:
-        self.model.eval()
-        rows = []
-        for x, y, idx in loader:
-            x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
-            with self._autocast():
-                logits = self.model(x)
-            rows.append(self._rows(idx, y.to(self.device), logits.float()))
-        return self._gather(rows)
-
-    def _margin(self, rows: np.ndarray) -> np.ndarray:
-        return fake_margin(rows[:, 2:], fake_index=self.fake_index)
-
-    def _epoch_metrics(self, rows: np.ndarray, prefix: str) -> dict[str, Any]:
-        y = rows[:, 1].astype(np.int64)
-        margin = self._margin(rows)
-        # Unweighted cross-entropy, the same for train and validation so the curves compare.
-        loss = float(np.mean(np.logaddexp(0.0, -np.where(y == 1, margin, -margin)))) if len(y) else math.nan
-        pred = (margin >= 0).astype(np.int64)
-        out: dict[str, Any] = {
-            f"{prefix}_loss": loss,
-            f"{prefix}_accuracy": float(np.mean(pred == y)) if len(y) else math.nan,
-            f"{prefix}_auc": roc_auc(y, margin) if len(y) else math.nan,
-        }
-        if prefix == "val":
-            both = 0 < y.sum() < len(y)
-            recall_fake = float(np.mean(pred[y == 1] == 1)) if y.sum() else math.nan
-            recall_real = float(np.mean(pred[y == 0] == 0)) if (y == 0).any() else math.nan
-            out["val_balanced_accuracy"] = (recall_fake + recall_real) / 2
-            out["val_eer"] = equal_error_rate(y, margin)[0] if both else math.nan
-        return out
+    def _scores(margin: np.ndarray, temperature: float) -> np.ndarray:
+        return 1.0 / (1.0 + np.exp(-margin / temperature))
 
     # ------------------------------------------------------------------ checkpoints
-    def _save_checkpoint(
-        self,
-        path: Path | None,
-        *,
-        epoch: int,
-        history: list[dict[str, Any]],
-        best: dict[str, Any],
-        fingerprint: dict[str, Any],
-        stopped_early: bool,
-        train_seconds: float,
-    ) -> None:
-        if path is None:
-            return
+    def _save_checkpoint(self, path: Path, state: _State, *, fingerprint: dict[str, Any]) -> None:
         tensors = {f"model.{k}": v for k, v in self.model.state_dict().items()}
         opt_tensors, opt_meta = optimizer_to_parts(self.opt)
         rng_tensors, rng_meta = rng_parts()
         tensors.update(opt_tensors)
         tensors.update(rng_tensors)
-        state = {
+        saved = {
             "format": CHECKPOINT_FORMAT,
             "library_version": __version__,
-            "epoch": epoch,
+            "epoch": state.epoch,
             "step": self.step,
-            "history": history,
-            "best": {"epoch": best["epoch"], "value": best["value"], "since": best["since"]},
-            "stopped_early": stopped_early,
-            "train_seconds": train_seconds,
+            "history": state.history,
+            "best": {"epoch": state.best_epoch, "value": state.best_value, "since": state.since_best},
+            "stopped_early": state.stopped_early,
+            "train_seconds": state.train_seconds,
             "fingerprint": fingerprint,
             "settings": self.t.settings(),
             "optimizer": opt_meta,
             "scaler": self.scaler.state_dict() if self.scaler is not None else None,
             "rng": rng_meta,
         }
-        write_checkpoint(path, tensors, state)
+        write_checkpoint(path, tensors, saved)
 
     def _load_checkpoint(self, path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
         tensors, state = read_checkpoint(path)
@@ -628,14 +496,6 @@ class Run:
         return state
 
 
-def prefixed(metrics: dict[str, Any], prefix: str) -> dict[str, Any]:
-    return {f"{prefix}_{k}": v for k, v in metrics.items()}
-
-
 def class_counts(samples: Sequence[Sample]) -> dict[str, int]:
     n_fake = sum(s.y for s in samples)
     return {"real": len(samples) - n_fake, "fake": n_fake}
-
-
-def nan(x: float | None) -> float:
-    return math.nan if x is None else x

@@ -38,10 +38,11 @@ _CHILD = textwrap.dedent(
     import torch
     torch.set_num_threads(1)
     from safetensors.torch import save
+    import deepfakedetect.training.checkpoint as ck
     import deepfakedetect.training.trainer as tm
 
     out_dir, data_dir, settings = sys.argv[1], sys.argv[2], eval(sys.argv[3])
-    real = tm._save_file
+    real = ck.save_file
     lasts = []
 
     def slow_save(tensors, path, metadata):
@@ -56,7 +57,7 @@ _CHILD = textwrap.dedent(
                 time.sleep(120)
         real(tensors, path, metadata)
 
-    tm._save_file = slow_save
+    ck.save_file = slow_save
     tm.Trainer({backbone!r}, out_dir=out_dir, **settings).fit(data_dir)
     print("FINISHED", flush=True)
     """
@@ -99,7 +100,7 @@ def test_sigkill_mid_checkpoint_keeps_the_previous_one_and_resume_matches_an_uni
 ) -> None:
     data = make_data(tmp_path / "data")
     killed_dir = tmp_path / "killed"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), *sys.path])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), *sys.path])}
     child = subprocess.Popen(
         [sys.executable, "-c", _CHILD, str(killed_dir), str(data), repr(SETTINGS)],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

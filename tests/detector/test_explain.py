@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from deepfakedetect import ConfigError, Detector, FaceConfig, InputError, NoFacesError
-from deepfakedetect.detector import resize_and_crop
+from deepfakedetect.models.preprocess import resize_and_crop
 from deepfakedetect.explain import (
     Explanation,
     colormap_jet,

@@ -10,12 +10,14 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from test_trainer import make_split_data
+from imagefolders import make_split_data
 
 SCRIPT = textwrap.dedent(
     """
     import hashlib, json, os, sys
     import torch
+    import deepfakedetect.training.distributed as dm
+    import deepfakedetect.training.run as rm
     import deepfakedetect.training.trainer as tm
     from deepfakedetect import Detector
 
@@ -23,16 +25,16 @@ SCRIPT = textwrap.dedent(
     rank = int(os.environ["RANK"])
     seen, writes = {}, []
 
-    real_indices = tm._ShardSampler.indices
+    real_indices = dm.ShardSampler.indices
     def recording(self):
         idx = real_indices(self)
         if self.shuffle:
             seen.setdefault(self.epoch, []).extend(idx)
         return idx
-    tm._ShardSampler.indices = recording
+    dm.ShardSampler.indices = recording
 
-    real_write = tm.write_checkpoint
-    tm.write_checkpoint = lambda *a, **k: (writes.append(str(a[0])), real_write(*a, **k))[1]
+    real_write = rm.write_checkpoint
+    rm.write_checkpoint = lambda *a, **k: (writes.append(str(a[0])), real_write(*a, **k))[1]
     real_save = Detector.save_pretrained
     Detector.save_pretrained = lambda self, d, **k: (writes.append(str(d)), real_save(self, d, **k))[1]
 
@@ -58,7 +60,7 @@ def test_two_processes_train_one_model_on_disjoint_shards(tmp_path: Path) -> Non
     script.write_text(SCRIPT)
     out, report = tmp_path / "out", tmp_path / "report"
     report.mkdir()
-    src = str(Path(__file__).resolve().parents[1] / "src")
+    src = str(Path(__file__).resolve().parents[2] / "src")
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")]),

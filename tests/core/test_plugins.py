@@ -17,7 +17,7 @@ from deepfakedetect._errors import ConfigError, UnknownPluginError
 from deepfakedetect.video.samplers import SAMPLERS, get_sampler, list_samplers, register_sampler
 from deepfakedetect.io.video import VideoInfo
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 INFO = VideoInfo(path="v.mp4", width=64, height=48, fps=25.0, num_frames=100, duration=4.0)
 SCORES = FrameScores(scores=[0.1, 0.7, 0.4, 0.9], indices=[0, 10, 20, 30], timestamps=[0.0, 0.4, 0.8, 1.2])
 

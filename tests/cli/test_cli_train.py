@@ -13,7 +13,7 @@ import imageio_ffmpeg
 import numpy as np
 import pytest
 import torch
-from test_trainer import make_split_data
+from imagefolders import make_split_data
 
 from deepfakedetect import ConfigError, DatasetError, Detector
 from deepfakedetect.cli.parser import build_parser
@@ -129,7 +129,7 @@ def test_evaluate_report_matches_the_detector_and_skips_unreadable_files(
 
 
 def test_a_pool_the_model_trained_on_is_evaluated_on_its_held_out_part(tmp_path: Path, detector: Detector) -> None:
-    from test_data import make_dataset
+    from imagefolders import make_dataset
 
     pool = make_dataset(tmp_path / "pool", 10, size=20)
     everything = evaluate(detector, pool, progress=False)

@@ -15,13 +15,14 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from imagefolders import make_split_data
 from PIL import Image
 
 from deepfakedetect import ConfigError, DatasetError, Detector
-from deepfakedetect.training.augment import AugmentConfig
 from deepfakedetect.faces.detectors import Face
 from deepfakedetect.models.precision import cpu_has_fast_bf16 as _cpu_has_fast_bf16
 from deepfakedetect.models.precision import resolve_precision
+from deepfakedetect.training.augment import AugmentConfig
 from deepfakedetect.training.trainer import (
     Trainer,
     TrainResult,
@@ -30,22 +31,6 @@ from deepfakedetect.training.trainer import (
 
 BACKBONE = "shufflenet_v2_x0_5"  # 0.34 M parameters: checkpoints stay small and fast
 SIZE = 32
-
-
-def make_split_data(root: Path, *, train: int = 8, val: int = 4, test: int = 2, size: int = 36) -> Path:
-    """Dark reals and bright striped fakes: learnable in an epoch or two."""
-    rng = np.random.default_rng(0)
-    yy, xx = np.mgrid[:size, :size]
-    for split, n in (("train", train), ("val", val), ("test", test)):
-        for label in ("real", "fake"):
-            folder = root / split / label
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                img = rng.normal(70 if label == "real" else 170, 20, (size, size, 3))
-                if label == "fake":
-                    img[(yy + xx) % 4 < 2] += 50
-                Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"{label}_{i}.png")
-    return root
 
 
 def _trainer(**kw: Any) -> Trainer:
@@ -224,7 +209,7 @@ def test_a_process_killed_mid_save_leaves_the_previous_checkpoint_loadable(data_
                    precision="fp32", augment=None, out_dir={str(out)!r}).fit({str(data_dir)!r})
         """
     )
-    src = str(Path(__file__).parents[1] / "src")
+    src = str(Path(__file__).parents[2] / "src")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, *sys.path]), "OMP_NUM_THREADS": "1"}
     proc = subprocess.run([sys.executable, "-c", script], check=False, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 137, proc.stderr[-2000:]
@@ -318,7 +303,7 @@ def test_face_stage_trains_on_the_largest_face_crop_and_skips_images_without_one
     samples = find_dataset(data).train
     prep = prepare_images(samples, preprocess=det.config.preprocess, detector=det, progress=False)
     assert [p for p, _ in prep.skipped] == [str(no_face)]
-    from deepfakedetect.detector import resize_and_crop
+    from deepfakedetect.models.preprocess import resize_and_crop
 
     some = samples[3]
     crop = det.extract_faces([np.asarray(Image.open(some.path).convert("RGB"))])[0][0][1]

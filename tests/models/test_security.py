@@ -369,7 +369,7 @@ def test_weights_that_do_not_fit_the_backbone_fail_before_it_is_allocated(tiny_f
     import subprocess
 
     folder = _with_config(tiny_folder, tmp_path / "m", {"backbone": "resnet152"})  # 60 M parameters, 240 MB
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), *sys.path])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), *sys.path])}
     done = subprocess.run([sys.executable, "-c", _MEASURE_LOAD, str(tiny_folder), str(folder)], env=env,
                           capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

@@ -330,7 +330,7 @@ _MEASURE = textwrap.dedent(
 
 
 def _measure(video: Path, warmup: Path) -> dict[str, float]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[1] / "src"), *sys.path])}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parents[2] / "src"), *sys.path])}
     done = subprocess.run([sys.executable, "-c", _MEASURE, str(video), str(warmup)], env=env, capture_output=True,
                           text=True, timeout=300, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]

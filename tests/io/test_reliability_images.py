@@ -354,7 +354,7 @@ def test_robustness_benchmark_on_a_model_folder(
 
     import imageio_ffmpeg
 
-    script = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "robustness.py"
     spec = importlib.util.spec_from_file_location("robustness_benchmark", script)
     assert spec is not None and spec.loader is not None
     bench = importlib.util.module_from_spec(spec)

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from imagefolders import make_dataset, make_image
 from PIL import Image
 
 from deepfakedetect import DatasetError, PreprocessConfig
+from deepfakedetect.models.preprocess import resize_and_crop
 from deepfakedetect.training.data import (
     ImageDataset,
     Sample,
@@ -18,31 +20,6 @@ from deepfakedetect.training.data import (
     prepare_images,
     stratified_split,
 )
-from deepfakedetect.detector import resize_and_crop
-
-
-def make_image(label: str, rng: np.random.Generator, size: int = 40) -> Image.Image:
-    """A small image whose class a network can learn: fakes carry a diagonal stripe pattern."""
-    base = rng.integers(60, 200, size=3)
-    img = base + rng.normal(0, 12, (size, size, 3))
-    if label == "fake":
-        yy, xx = np.mgrid[:size, :size]
-        img[(yy + xx) % 4 < 2] += 40
-    return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
-
-
-def make_dataset(
-    root: Path, n: int = 20, *, splits: dict[str, int] | None = None, size: int = 40, seed: int = 0, ext: str = ".png"
-) -> Path:
-    """``root/{real,fake}/`` with ``n`` images each, or ``root/<split>/{real,fake}/`` per ``splits``."""
-    rng = np.random.default_rng(seed)
-    for split, count in (splits or {"": n}).items():
-        for label in ("real", "fake"):
-            folder = root / split / label if split else root / label
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                make_image(label, rng, size).save(folder / f"{label}_{i:03d}{ext}")
-    return root
 
 
 def test_pool_layout_is_split_stratified_and_reproducibly(tmp_path: Path) -> None:

@@ -132,5 +132,7 @@ def test_batch_size_changes_scores_within_the_stated_tolerance(precision: str) -
     by_batch = {b: np.array(_scores(det.detect_image(IMAGES, batch_size=b))) for b in (1, 3, 8, 32)}
     for b, scores in by_batch.items():
         assert np.abs(scores - by_batch[1]).max() <= BATCH_TOLERANCE[precision], b
-    # Distinct images, distinct scores: the comparison above is not between constants.
-    assert len(set(np.round(by_batch[1], 6))) == len(IMAGES)
+    # The comparison above is not between constants: the scores of distinct images spread
+    # over many times the tolerance (bf16 logits are coarse, so two may coincide).
+    assert np.ptp(by_batch[1]) > 10 * BATCH_TOLERANCE[precision]
+    assert len(set(np.round(by_batch[1], 6))) >= len(IMAGES) - 2
