@@ -236,8 +236,11 @@ def test_resume_matches_inputs_by_resolved_path(model_dir: Path, tmp_path: Path)
         ["detect", "./d", "--model", str(model_dir), "--output", str(out), "--resume", "--no-progress"], cwd=tmp_path
     )
     assert again.returncode == EXIT_OK, again.stderr
+    # Relative sources are resolved against the current folder (documented): an absolute
+    # spelling matches them when the run resumes from the same folder.
     also = run_cli(
-        ["detect", str(tmp_path / "d"), "--model", str(model_dir), "--output", str(out), "--resume", "--no-progress"]
+        ["detect", str(tmp_path / "d"), "--model", str(model_dir), "--output", str(out), "--resume", "--no-progress"],
+        cwd=tmp_path,
     )
     assert also.returncode == EXIT_OK, also.stderr
     assert len(out.read_text().splitlines()) == 5
@@ -296,7 +299,7 @@ def test_existing_output_needs_resume_or_overwrite(model_dir: Path, tmp_path: Pa
     done = run_cli(["detect", str(tmp_path / "d"), "--model", str(model_dir), "--output", str(out), "--overwrite",
                     "--no-progress"])  # fmt: skip
     assert done.returncode == EXIT_OK, done.stderr
-    assert len(out.read_text().splitlines()) == 3 and "old" not in out.read_text()
+    assert len(out.read_text().splitlines()) == 3 and '"source": "old"' not in out.read_text()
     both = run_cli(["detect", str(tmp_path / "d"), "--model", str(model_dir), "--output", str(out), "--overwrite",
                     "--resume"])  # fmt: skip
     assert both.returncode == EXIT_USAGE

@@ -210,7 +210,8 @@ def detect_many(
             character device (``/dev/null``) may be written but not resumed.
         resume: Continue ``output``: inputs already recorded there are skipped and not
             yielded again, matched by resolved path (``d/a.jpg`` and ``./d/a.jpg`` are
-            the same input); an incomplete last line (a run killed mid-write) is cut
+            the same input; a relative path is resolved against the current folder,
+            so resume from the folder the run started in); an incomplete last line (a run killed mid-write) is cut
             off and its input scored again; a line that is not a record is skipped
             with a warning naming it. Error records count as done; delete those lines
             to retry them.

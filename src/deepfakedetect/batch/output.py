@@ -6,6 +6,8 @@
   (which overwrote 173 of 200 records and left 13 broken lines in the red-team test).
 - **Resume by resolved path.** Inputs already recorded are matched by their resolved
   path, however the path was spelled (``d/a.jpg``, ``./d/a.jpg``, ``/abs/d/a.jpg``).
+  A relative source is resolved against the current folder: resume from the folder
+  the run started in, or give absolute paths.
 - **Broken lines** (not a JSON object with a ``"source"``) are skipped with a warning
   naming the line; an incomplete last line (a run killed mid-write) is cut off and its
   input scored again.

@@ -46,6 +46,14 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ConfigError("--overwrite needs --output (the JSON-lines file to start again)")
     if args.resume and args.overwrite:
         raise ConfigError("--resume and --overwrite contradict each other: choose one")
+    if args.output and not (args.resume or args.overwrite):
+        # detect_many refuses it too, in the library's words (resume=True); here in the CLI's.
+        out = Path(args.output)
+        if out.is_file() and out.stat().st_size > 0:
+            raise ConfigError(
+                f"--output {out} already holds results: continue it (--resume), start it again (--overwrite), "
+                "or write to another file"
+            )
 
 
 def _emit(line: str) -> None:
