@@ -44,12 +44,13 @@ if TYPE_CHECKING:
     from deepfakedetect.explain import Explanation
     from deepfakedetect.faces.detectors import get_face_detector
     from deepfakedetect.io.video import VideoInfo, probe_video, read_frames
-    from deepfakedetect.results import FaceResult, FrameResult, ImageResult, VideoResult
+    from deepfakedetect.results import FaceResult, FrameResult, ImageResult, Person, PersonFrame, VideoResult
     from deepfakedetect.training.augment import AugmentConfig
     from deepfakedetect.training.evaluate import EvaluationReport, evaluate
     from deepfakedetect.training.trainer import Trainer, TrainResult
     from deepfakedetect.video.aggregators import register_aggregator
     from deepfakedetect.video.samplers import register_sampler
+    from deepfakedetect.video.tracks import TrackingConfig
 
 # Where each public name lives; ``__getattr__`` imports the module on first access.
 _EXPORTS: dict[str, str] = {
@@ -71,7 +72,10 @@ _EXPORTS: dict[str, str] = {
     "ModelLoadError": "deepfakedetect._errors",
     "NoFacesError": "deepfakedetect._errors",
     "OutputError": "deepfakedetect._errors",
+    "Person": "deepfakedetect.results",
+    "PersonFrame": "deepfakedetect.results",
     "PreprocessConfig": "deepfakedetect._config",
+    "TrackingConfig": "deepfakedetect.video.tracks",
     "TrainResult": "deepfakedetect.training.trainer",
     "Trainer": "deepfakedetect.training.trainer",
     "UnknownPluginError": "deepfakedetect._errors",
@@ -107,7 +111,10 @@ __all__ = [
     "ModelLoadError",
     "NoFacesError",
     "OutputError",
+    "Person",
+    "PersonFrame",
     "PreprocessConfig",
+    "TrackingConfig",
     "TrainResult",
     "Trainer",
     "UnknownPluginError",

@@ -254,7 +254,7 @@ class CalibrationConfig:
 
 @dataclass(frozen=True)
 class VideoConfig:
-    """Default frame sampler and aggregator for ``detect_video`` (specs as the registries take them).
+    """Default frame sampler, aggregator and people rule for ``detect_video`` (specs as the registries take them).
 
     Example:
         >>> VideoConfig().sampler
@@ -263,8 +263,14 @@ class VideoConfig:
 
     sampler: Any = field(default_factory=lambda: {"name": "uniform", "num_frames": 32})
     aggregator: Any = field(default_factory=lambda: {"name": "mean"})
+    # How the video's score comes from its people (face tracks): "max", "largest" or "longest".
+    people: str = "max"
 
     def __post_init__(self) -> None:
+        _check(
+            isinstance(self.people, str) and self.people in ("max", "largest", "longest"),
+            f"video.people must be 'max', 'largest' or 'longest', got {shorten(self.people)}",
+        )
         check_plugin_spec(self.sampler, "video.sampler")
         check_plugin_spec(self.aggregator, "video.aggregator")
 

@@ -35,10 +35,13 @@ from deepfakedetect.models.precision import (
 )
 from deepfakedetect.models.preprocess import resize_and_crop
 from deepfakedetect.models.pretrained import DEFAULT_MODEL_DIR, PretrainedMixin
-from deepfakedetect.results import FaceResult, FrameResult, ImageResult, VideoResult
+from deepfakedetect.models.temporal import embed_arrays
+from deepfakedetect.results import FaceResult, FrameResult, ImageResult, Person, VideoResult
 from deepfakedetect.video.aggregators import FrameScores, get_aggregator
+from deepfakedetect.video.people import find_people, people_score, resolve_people_rule
 from deepfakedetect.video.samplers import get_sampler
 from deepfakedetect.video.segments import find_segments
+from deepfakedetect.video.tracks import TrackingConfig, frame_signature
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +102,8 @@ class Detector(PretrainedMixin):
         self._hub_options: dict[str, Any] = {}
         self._face_stage: FaceStage | None = None
         self._face_lock = threading.Lock()
+        # The temporal head over face tracks (models/temporal.py), when the model folder has one.
+        self.temporal_head: nn.Module | None = None
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -271,19 +276,30 @@ class Detector(PretrainedMixin):
         return self._get_face_stage()(images)
 
     def _score_frames(
-        self, frames: Sequence[np.ndarray], *, batch_size: int
+        self, frames: Sequence[np.ndarray], *, batch_size: int, features: list[np.ndarray] | None = None
     ) -> list[tuple[float | None, tuple[FaceResult, ...]]]:
-        """Score frames: whole frames, or each face crop reduced per frame."""
+        """Score frames: whole frames, or each face crop reduced per frame.
+
+        With ``features`` (a list, face stage on), the crops are scored by
+        :func:`~deepfakedetect.models.temporal.embed_arrays` instead, and each frame's
+        face embeddings, (faces, D), are appended to it.
+        """
         faces_cfg = self.config.faces
         if not faces_cfg.enabled:
             return [(float(s), ()) for s in self.score_arrays(frames, batch_size=batch_size)]
         per_frame = self.extract_faces(frames)
         crops = [crop for found in per_frame for _, crop in found]
-        scores = self.score_arrays(crops, batch_size=batch_size) if crops else np.empty(0)
+        feats = None
+        if features is not None:
+            scores, feats = embed_arrays(self, crops, batch_size=batch_size)
+        else:
+            scores = self.score_arrays(crops, batch_size=batch_size) if crops else np.empty(0)
         out: list[tuple[float | None, tuple[FaceResult, ...]]] = []
         pos = 0
         for found in per_frame:
             results = tuple(FaceResult.from_face(face, float(scores[pos + i])) for i, (face, _) in enumerate(found))
+            if features is not None and feats is not None:
+                features.append(feats[pos : pos + len(found)])
             pos += len(found)
             out.append((_reduce_faces(results, faces_cfg.reduce), results))
         return out
@@ -374,8 +390,18 @@ class Detector(PretrainedMixin):
         strict_faces: bool = False,
         allow_urls: bool = False,
         timeout: float = 120.0,
+        people: Any = None,
+        tracking: TrackingConfig | None = None,
     ) -> VideoResult:
-        """Score a video: sample frames, decode only those, score them, aggregate.
+        """Score a video: sample frames, decode only those, score them, aggregate per person.
+
+        With the face stage on, the faces of the sampled frames are linked into
+        people (face tracks; a shot cut ends them, tracks seen in fewer than 3 sampled
+        frames are dropped, see :mod:`deepfakedetect.video.tracks`), the aggregator
+        scores each person's frames alone, and the video's score comes from the
+        people by the ``people`` rule: by default the most fake person's, so a video in
+        which one of two people is fake is fake. With the face stage off, the
+        aggregator scores the frames as before and ``people`` is empty.
 
         Args:
             path: The video file.
@@ -391,9 +417,15 @@ class Detector(PretrainedMixin):
             strict_faces: Raise :class:`NoFacesError` when no sampled frame has a face.
             allow_urls: Allow URLs and ffmpeg protocols as ``path`` (refused by default).
             timeout: Seconds without progress after which decoding is abandoned.
+            people: How the people's scores become the video's: ``"max"`` (the most
+                fake person), ``"largest"`` (the person with the largest face),
+                ``"longest"`` (the person seen in most sampled frames), or a callable
+                ``(people) -> float``. Default: the model config's (``"max"``).
+            tracking: How faces are linked into people (default
+                :class:`~deepfakedetect.video.tracks.TrackingConfig`).
 
         Returns:
-            A :class:`VideoResult` with per-frame scores and fake segments.
+            A :class:`VideoResult` with per-frame scores, the people and fake segments.
 
         Raises:
             VideoDecodeError: unreadable, truncated or stalled video (naming the file).
@@ -409,7 +441,14 @@ class Detector(PretrainedMixin):
         # Arguments first: a bad spec is an argument error, whatever the file.
         smp = get_sampler(sampler if sampler is not None else self.config.video.sampler)
         agg = get_aggregator(aggregator if aggregator is not None else self.config.video.aggregator)
+        rule = people if people is not None else self.config.video.people
+        resolve_people_rule(rule)  # an unknown rule fails before any decoding
         info = probe_video(path, allow_urls=allow_urls, timeout=timeout)
+        faces_on = self.config.faces.enabled
+        features: list[np.ndarray] | None = None
+        if getattr(agg, "needs_features", False):
+            agg = self._bind_temporal(agg)
+            features = []
         indices = sorted({int(i) for i in smp(info)})
         bad = [i for i in indices if not 0 <= i < info.num_frames]
         if bad:
@@ -421,11 +460,14 @@ class Detector(PretrainedMixin):
         pre = self.config.preprocess
         max_size = 1920 if self.config.faces.enabled else 2 * pre.resize_size
         frames: list[FrameResult] = []
+        signatures: list[np.ndarray] = []
         bar = progress_bar(len(indices), Path(str(path)).name, unit="frame", progress=progress)
         try:
             for chunk in _chunks(read_frames(info, indices, max_size=max_size, timeout=timeout), batch_size):
                 idx = [i for i, _ in chunk]
-                scored = self._score_frames([f for _, f in chunk], batch_size=batch_size)
+                if faces_on:  # a shot cut ends every person's track (see video/tracks.py)
+                    signatures += [frame_signature(f) for _, f in chunk]
+                scored = self._score_frames([f for _, f in chunk], batch_size=batch_size, features=features)
                 for i, (score, faces) in zip(idx, scored):
                     frames.append(FrameResult(index=i, timestamp=info.timestamp(i), fake_score=score, faces=faces))
                 if bar is not None:
@@ -441,7 +483,20 @@ class Detector(PretrainedMixin):
         )
         if len(fs) == 0 and strict_faces:
             raise NoFacesError(f"{path}: no face found in any of the {len(frames)} decoded frames")
-        score = float(np.clip(agg(fs), 0.0, 1.0)) if len(fs) else None
+        found: tuple[Person, ...] = ()
+        if faces_on and len(fs):
+            found = find_people(
+                frames,
+                aggregator=agg,
+                threshold=thr,
+                label=lambda s: self._label(s, thr),
+                signatures=signatures,
+                features=features,
+                tracking=tracking,
+            )
+            score = people_score(found, rule)
+        else:
+            score = float(np.clip(agg(fs), 0.0, 1.0)) if len(fs) else None
         segments = tuple(find_segments(fs, threshold=thr)) if len(fs) else ()
         return VideoResult(
             fake_score=score,
@@ -456,8 +511,25 @@ class Detector(PretrainedMixin):
             face_stage=self.config.faces.enabled,
             source=str(path),
             model=self.provenance,
+            people=found,
+            people_rule=repr(rule) if found else "",
         )
 
+    def _bind_temporal(self, agg: Any) -> Any:
+        """The temporal aggregator with this detector's head, checked before any decoding."""
+        if not self.config.faces.enabled:
+            raise ConfigError(
+                "the temporal aggregator reads face tracks and needs the face stage; enable it "
+                "(config faces.enabled) or choose another aggregator"
+            )
+        if getattr(agg, "head", None) is not None:
+            return agg
+        if self.temporal_head is None:
+            raise ConfigError(
+                f"this model ({self.source}) has no temporal head: train one with "
+                "'deepfakedetect train VIDEOS --temporal --model FOLDER', or choose another aggregator"
+            )
+        return agg.with_head(self.temporal_head)
 
     # ------------------------------------------------------------------ explanations
     def explain(self, image: Any, *, target: str = "fake", layer: Any = None, face_index: int = 0) -> Explanation:

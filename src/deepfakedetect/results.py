@@ -10,11 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 if TYPE_CHECKING:
     from deepfakedetect.faces.detectors import Face
     from deepfakedetect.video.segments import Segment
 
-__all__ = ["FaceResult", "FrameResult", "ImageResult", "VideoResult"]
+__all__ = ["FaceResult", "FrameResult", "ImageResult", "Person", "PersonFrame", "VideoResult"]
 
 
 def _round(x: float | None) -> float | None:
@@ -131,6 +133,103 @@ class FrameResult:
 
 
 @dataclass(frozen=True)
+class PersonFrame:
+    """One sampled frame in which a person was seen.
+
+    Attributes:
+        index: The frame's index in the video.
+        timestamp: Its time in seconds.
+        box: The person's face box ``(x1, y1, x2, y2)`` in the video's pixels.
+        fake_score: That face's score.
+    """
+
+    index: int
+    timestamp: float
+    box: tuple[float, float, float, float]
+    fake_score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        return {
+            "index": int(self.index),
+            "timestamp": float(self.timestamp),
+            "box": [float(v) for v in self.box],
+            "fake_score": float(self.fake_score),
+        }
+
+
+@dataclass(frozen=True)
+class Person:
+    """One person of a video: a track of their face over the sampled frames.
+
+    Attributes:
+        id: 1, 2, ... in the order people first appear.
+        fake_score: The aggregator's score of this person's frames alone.
+        label: ``"fake"`` or ``"real"`` by the threshold.
+        frames: The sampled frames the person was seen in, in time order, with
+            the face box and score in each.
+        segments: Time ranges in which this person looks fake.
+        verdict: ``"fake"``, ``"real"`` or ``"uncertain"`` when the model has an
+            uncertain band; ``None`` otherwise.
+
+    Example:
+        >>> p = Person(id=1, fake_score=0.9, label="fake",
+        ...            frames=(PersonFrame(0, 0.0, (0, 0, 10, 10), 0.9), PersonFrame(25, 1.0, (1, 0, 11, 10), 0.9)))
+        >>> p.start, p.end, p.num_frames
+        (0.0, 1.0, 2)
+    """
+
+    id: int
+    fake_score: float
+    label: str | None
+    frames: tuple[PersonFrame, ...]
+    segments: tuple[Segment, ...] = ()
+    verdict: str | None = None
+
+    @property
+    def start(self) -> float:
+        """Time of the first frame the person was seen in, in seconds."""
+        return self.frames[0].timestamp
+
+    @property
+    def end(self) -> float:
+        """Time of the last frame the person was seen in, in seconds."""
+        return self.frames[-1].timestamp
+
+    @property
+    def num_frames(self) -> int:
+        """How many sampled frames the person was seen in."""
+        return len(self.frames)
+
+    @property
+    def face_area(self) -> float:
+        """Median area of the person's face boxes, in square pixels."""
+        return float(np.median([(f.box[2] - f.box[0]) * (f.box[3] - f.box[1]) for f in self.frames]))
+
+    @property
+    def is_fake(self) -> bool | None:
+        """``True`` when the label is fake."""
+        return None if self.label is None else self.label == "fake"
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dictionary."""
+        out: dict[str, Any] = {
+            "id": int(self.id),
+            "fake_score": float(self.fake_score),
+            "label": self.label,
+            "is_fake": self.is_fake,
+            "start": float(self.start),
+            "end": float(self.end),
+            "num_frames": self.num_frames,
+            "segments": [s.to_dict() for s in self.segments],
+            "frames": [f.to_dict() for f in self.frames],
+        }
+        if self.verdict is not None:
+            out["verdict"] = self.verdict
+        return out
+
+
+@dataclass(frozen=True)
 class VideoResult:
     """The verdict on one video, with the per-frame detail behind it.
 
@@ -146,6 +245,11 @@ class VideoResult:
         video: Probe facts (size, fps, frame count, duration, rotation).
         source: The video's path.
         model: Provenance of the model.
+        people: The people of the video (face tracks), each scored alone; the video's
+            score comes from them by the ``people`` rule (default: the most fake
+            person's). Empty with the face stage off or when no face was found.
+        people_rule: ``repr`` of the rule that made the video's score from the people
+            (``""`` when there are none).
 
     Example:
         >>> v = VideoResult(fake_score=0.2, label="real", threshold=0.5, frames=(), segments=(),
@@ -166,6 +270,8 @@ class VideoResult:
     face_stage: bool = False
     source: str = ""
     model: dict[str, Any] = field(default_factory=dict)
+    people: tuple[Person, ...] = ()
+    people_rule: str = ""
 
     @property
     def is_fake(self) -> bool | None:
@@ -204,6 +310,8 @@ class VideoResult:
             "aggregator": self.aggregator,
             "video": dict(self.video),
             "segments": [s.to_dict() for s in self.segments],
+            "people_rule": self.people_rule,
+            "people": [p.to_dict() for p in self.people],
             "frames": [f.to_dict() for f in self.frames],
             "model": dict(self.model),
         }

@@ -83,9 +83,29 @@ def _summary(result: Any, path: str) -> str:
         line += f"\tframes={result.num_decoded}/{result.num_requested}"
         if result.face_stage:
             line += f"\tno_face_frames={result.frames_without_faces}"
+        if result.people:
+            line += f"\tpeople={len(result.people)}"
+            line = "\n".join([line, *_people_lines([p.to_dict() for p in result.people])])
     elif result.face_stage:
         line += f"\tfaces={len(result.faces)}"
     return line
+
+
+def _people_lines(people: list[dict[str, Any]]) -> list[str]:
+    """One indented line per person of a video record: label, score, time range, typical box."""
+    lines = []
+    for p in people:
+        boxes = [f["box"] for f in p.get("frames", [])]
+        box = ""
+        if boxes:
+            mid = boxes[len(boxes) // 2]
+            box = "\tbox=" + ",".join(f"{v:.0f}" for v in mid)
+        verdict = f"\tverdict={p['verdict']}" if p.get("verdict") else ""
+        lines.append(
+            f"  person {p['id']}\t{p['label']}\tfake_score={p['fake_score']:.4f}{verdict}\t"
+            f"{p['start']:.2f}-{p['end']:.2f} s\tframes={p['num_frames']}{box}"
+        )
+    return lines
 
 
 def _is_many(path: str) -> bool:
@@ -119,7 +139,9 @@ def _cmd_detect_many(args: argparse.Namespace, detector: Any) -> int:
         elif record.get("status") != "error":
             score = record.get("fake_score")
             source = printable(record["source"])
-            _emit(f"{source}\tno_face" if score is None else f"{source}\t{record['label']}\tfake_score={score:.4f}")
+            line = f"{source}\tno_face" if score is None else f"{source}\t{record['label']}\tfake_score={score:.4f}"
+            people = record.get("people") or []
+            _emit("\n".join([line + (f"\tpeople={len(people)}" if people else ""), *_people_lines(people)]))
     return 1 if failures else 0
 
 

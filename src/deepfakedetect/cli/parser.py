@@ -118,7 +118,9 @@ def _add_train_parsers(subparsers: Any) -> None:
         description=(
             "Fine-tune a detector. DATA holds real/ and fake/ folders (split here with --seed), or "
             "train/, val/, test/ each holding them. The model folder (config.json, model.safetensors, "
-            "README.md), history.json/.csv/.png and checkpoints/ are written to --out."
+            "README.md), history.json/.csv/.png and checkpoints/ are written to --out. "
+            "With --temporal, DATA holds real/ and fake/ videos instead, and a temporal head is trained over "
+            "the face tracks' embeddings of --model's frozen backbone and saved with a copy of that model in --out."
         ),
     )
     t.add_argument("data", nargs="+", metavar="DATA", help="data folder(s)")
@@ -130,7 +132,7 @@ def _add_train_parsers(subparsers: Any) -> None:
         default="imagenet",
         help="starting weights: imagenet (default), none, a torchvision weights name, or a .safetensors file",
     )
-    t.add_argument("--epochs", type=_positive_int, default=10)
+    t.add_argument("--epochs", type=_positive_int, default=None, help="default: 10 (30 with --temporal)")
     t.add_argument("--batch-size", type=_positive_int, default=32, help="per process (default: 32)")
     t.add_argument("--input-size", type=_positive_int, default=224, help="input side in pixels (default: 224)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 3e-4 for AdamW)")
@@ -173,6 +175,15 @@ def _add_train_parsers(subparsers: Any) -> None:
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
     t.add_argument("--json", action="store_true", help="print the result as JSON")
+    g = t.add_argument_group("temporal model (--temporal)")
+    g.add_argument(
+        "--temporal",
+        action="store_true",
+        help="train a temporal head on videos (DATA: real/ and fake/ videos; --val: the same for validation)",
+    )
+    g.add_argument("--model", default=None, help="with --temporal: the model whose backbone embeds faces (default: built-in)")
+    g.add_argument("--temporal-kind", choices=("gru", "conv"), default="gru", help="GRU or 1-D convolution (default: gru)")
+    g.add_argument("--frames", type=_positive_int, default=32, help="frames sampled per video, as inference's uniform sampler")
     t.set_defaults(run="deepfakedetect.cli.train:run_train")
 
     e = subparsers.add_parser(

@@ -15,13 +15,53 @@ from typing import Any
 from deepfakedetect._config import CONFIG_NAME, WEIGHTS_NAME
 from deepfakedetect._errors import ConfigError
 from deepfakedetect._untrusted import printable
-from deepfakedetect._utils import jsonable
+from deepfakedetect._utils import atomic_write_text, jsonable
 from deepfakedetect.detector import Detector
 from deepfakedetect.training.augment import AugmentConfig
 from deepfakedetect.training.evaluate import evaluate
+from deepfakedetect.training.temporal import TemporalTrainConfig, list_videos, train_temporal
 from deepfakedetect.training.trainer import Trainer
 
-__all__ = ["run_evaluate", "run_train"]
+__all__ = ["run_evaluate", "run_temporal", "run_train"]
+
+
+def run_temporal(args: argparse.Namespace) -> int:
+    """``deepfakedetect train VIDEOS --temporal``: a temporal head over face tracks, saved with its model."""
+    if len(args.data) != 1:
+        raise ConfigError("train --temporal takes one folder of real/ and fake/ videos")
+    detector = Detector.from_pretrained(args.model, device=args.device)
+    cfg = TemporalTrainConfig(
+        kind=args.temporal_kind,
+        epochs=args.epochs if args.epochs is not None else TemporalTrainConfig.epochs,
+        num_frames=args.frames,
+        seed=args.seed,
+    )
+    val = list_videos(args.val[0]) if args.val else []
+    out = Path(args.out)
+    cache = None if args.cache == "none" else out / "embeddings"
+    quiet = args.no_progress or args.json
+    head, report = train_temporal(
+        detector,
+        list_videos(args.data[0]),
+        val=val,
+        config=cfg,
+        cache_dir=cache,
+        progress=None if quiet else lambda line: print(line, file=sys.stderr),
+    )
+    detector.temporal_head = head
+    detector.save_pretrained(out)
+    atomic_write_text(out / "temporal_report.json", json.dumps(jsonable(report), indent=2) + "\n")
+    if args.json:
+        print(json.dumps(jsonable({"out_dir": str(out), **report})))
+    else:
+        last = report["history"][report["best_epoch"] - 1]
+        print(
+            f"temporal head ({cfg.kind}) saved in {out}: epoch {report['best_epoch']} of {cfg.epochs} kept"
+            + (f", validation AUC {last['val_auc']:.4f}, log loss {last['val_loss']:.4f}" if "val_auc" in last else "")
+            + f"; {report['train_videos']} training videos, {report['embed_seconds']:.0f} s embedding, "
+            f"{report['train_seconds']:.0f} s training. Use it with --aggregator temporal --model {out}"
+        )
+    return 0
 
 
 #: What makes a folder hold a model (or a run) that ``train --out`` would replace.
@@ -45,13 +85,17 @@ def _check_out(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> int:
     """``deepfakedetect train``."""
-    _check_out(args)
+    _check_out(args)  # a temporal model is written to --out too
+    if args.temporal:
+        return run_temporal(args)
+    if args.model is not None:
+        raise ConfigError("--model is for train --temporal; image training starts from --backbone and --weights")
 
     weights = None if str(args.weights).lower() == "none" else args.weights
     trainer = Trainer(
         args.backbone,
         weights=weights,
-        epochs=args.epochs,
+        epochs=args.epochs if args.epochs is not None else 10,
         batch_size=args.batch_size,
         lr=args.lr,
         optimizer=args.optimizer,

@@ -31,6 +31,7 @@ from deepfakedetect._version import __version__
 from deepfakedetect.models.backbones import build_model, build_model_from_state
 from deepfakedetect.models.card import render_model_card
 from deepfakedetect.models.hub import resolve_model_files, upload_model_folder
+from deepfakedetect.models.temporal import load_temporal, save_temporal
 from deepfakedetect.models.weights import load_safetensors
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class PretrainedMixin:
     model: nn.Module
     config: ModelConfig
     _hub_options: dict[str, Any]
+    temporal_head: nn.Module | None
 
     if TYPE_CHECKING:  # Detector's constructor, which these class methods call
 
@@ -198,6 +200,8 @@ class PretrainedMixin:
         )
         # The model's revision is not passed on: the face detector's weights have their own.
         detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+        # A temporal head saved beside the weights (a local folder; not fetched from the Hub yet).
+        detector.temporal_head = load_temporal(Path(files.config).parent)
         return detector
 
     @classmethod
@@ -213,6 +217,9 @@ class PretrainedMixin:
         self, save_directory: str | Path, *, dtype: torch.dtype = torch.float32, model_card: str | None = None
     ) -> Path:
         """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card.
+
+        A temporal head (``temporal_head``) is written beside them as ``temporal.json``
+        and ``temporal.safetensors``.
 
         Files are written to a temporary name and renamed, so an interrupted save
         never leaves a half-written model behind.
@@ -245,6 +252,9 @@ class PretrainedMixin:
         atomic_write(out / CONFIG_NAME, config.save)
         card = model_card if model_card is not None else render_model_card(config)
         atomic_write(out / README_NAME, lambda p: p.write_text(card, encoding="utf-8"))
+        head = getattr(self, "temporal_head", None)
+        if head is not None:
+            save_temporal(out, head)
         return out
 
     def push_to_hub(

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar, cast, runtime_checkable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, TypeVar, cast, runtime_checkable
 
 import numpy as np
 
 from deepfakedetect._errors import ConfigError, InputError
 from deepfakedetect._registry import Registry
+from deepfakedetect.models.temporal import load_temporal, temporal_probability
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +34,7 @@ __all__ = [
     "MeanAggregator",
     "MedianAggregator",
     "QuantileAggregator",
+    "TemporalAggregator",
     "TopKMeanAggregator",
     "TrimmedMeanAggregator",
     "get_aggregator",
@@ -51,6 +53,8 @@ class FrameScores:
         scores: Fake probabilities in [0, 1] (float64).
         indices: Frame indices (int64).
         timestamps: Frame times in seconds (float64).
+        features: Optional per-frame embeddings of the face scored, (N, D) float32, for
+            aggregators that read them (``temporal``); ``None`` unless one asked for them.
 
     Raises:
         InputError: when the lengths differ, an array is not one-dimensional, or a
@@ -65,6 +69,7 @@ class FrameScores:
     scores: np.ndarray
     indices: np.ndarray
     timestamps: np.ndarray
+    features: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         arrays = {}
@@ -83,6 +88,14 @@ class FrameScores:
         s = arrays["scores"]
         if len(s) and not (np.all(np.isfinite(s)) and s.min() >= 0.0 and s.max() <= 1.0):
             raise InputError("FrameScores.scores must be probabilities in [0, 1] (no NaN)")
+        if self.features is not None:
+            feats = np.array(self.features, dtype=np.float32)
+            if feats.ndim != 2 or len(feats) != len(s):
+                raise InputError(
+                    f"FrameScores.features must be one row per score, (N, D) with N = {len(s)}; got shape {feats.shape}"
+                )
+            feats.setflags(write=False)
+            object.__setattr__(self, "features", feats)
         for name, arr in arrays.items():
             object.__setattr__(self, name, arr)
 
@@ -370,3 +383,60 @@ class ConfidentAggregator:
             return float(np.mean(real))
         return float(np.mean(s))
 
+
+
+@register_aggregator("temporal")
+@dataclass(frozen=True)
+class TemporalAggregator:
+    """A learned temporal model over the frames' embeddings (see :mod:`deepfakedetect.models.temporal`).
+
+    Unlike the other aggregators it reads ``FrameScores.features`` as well as the
+    scores; ``detect_video`` computes them when this aggregator runs. It needs a
+    trained head: the detector's own (a model folder with ``temporal.json`` and
+    ``temporal.safetensors``, made by ``deepfakedetect train VIDEOS --temporal``), or
+    the one in the folder ``model`` names.
+
+    Attributes:
+        model: A model folder to take the head from; ``None``: the detector's.
+
+    Raises:
+        ConfigError: ``model`` names a folder without a temporal head.
+        InputError: when called without features or before a head is bound.
+
+    Example:
+        >>> TemporalAggregator()
+        TemporalAggregator(model=None)
+    """
+
+    model: str | None = None
+    head: Any = field(default=None, repr=False, compare=False)
+
+    needs_features: ClassVar[bool] = True
+
+    def __post_init__(self) -> None:
+        if self.model is not None and self.head is None:
+            head = load_temporal(self.model)
+            if head is None:
+                raise ConfigError(
+                    f"temporal.model {self.model!r} holds no temporal head (temporal.json and temporal.safetensors); "
+                    "train one with 'deepfakedetect train VIDEOS --temporal --model FOLDER'"
+                )
+            object.__setattr__(self, "head", head)
+
+    def with_head(self, head: Any) -> TemporalAggregator:
+        """This aggregator using ``head`` (what ``detect_video`` does with the detector's own)."""
+        return TemporalAggregator(model=self.model, head=head)
+
+    def __call__(self, scores: FrameScores, /) -> float:
+        s = _values(scores, "temporal")
+        if self.head is None:
+            raise InputError(
+                "the temporal aggregator has no trained head: use a model folder that has one "
+                "(deepfakedetect train VIDEOS --temporal), or pass {'name': 'temporal', 'model': FOLDER}"
+            )
+        if scores.features is None:
+            raise InputError(
+                "the temporal aggregator needs the frames' embeddings (FrameScores.features); "
+                "detect_video computes them when this aggregator is chosen"
+            )
+        return temporal_probability(self.head, scores.features, s)
