@@ -109,6 +109,8 @@ BAD_FIELDS = [
     {"video": {"aggregator": {"name": "quantile", "q": 7}}},
     {"video": {"aggregator": {"name": "mean", "nested": {"a": [1, {"b": 2}]}}}},
     {"video": []},
+    {"video": {"people": "tallest"}},
+    {"video": {"people": ["max"]}},
     {"faces": {"detector": "no_such_face_detector"}},
     {"faces": {"detector": 7}},
     {"faces": {"detector": "x" * 5000}},
