@@ -63,15 +63,16 @@ class Detector(PretrainedMixin):
         source: Where the model came from (for provenance in results).
         revision: The Hub commit it came from, if any.
         precision: ``"auto"`` (bf16 autocast where the hardware multiplies bf16 natively,
-            fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``. See docs/performance.md
-            for the speed and the score differences that ``"auto"`` was chosen on.
+            fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``. The
+            [performance page](../performance.md) has the speed and the score
+            differences that ``"auto"`` was chosen on.
 
     Example:
-        >>> det = Detector.from_backbone("resnet18", weights=None)
-        >>> import numpy as np
-        >>> r = det.detect_image(np.zeros((64, 64, 3), dtype=np.uint8))
-        >>> 0.0 <= r.fake_score <= 1.0
-        True
+        >>> from deepfakedetect import Detector
+        >>> detector = Detector.from_pretrained()  # the default model, shipped in the package
+        >>> result = detector.detect_image("face.jpg")  # a real photo
+        >>> result.label, round(result.fake_score, 1)
+        ('real', 0.1)
     """
 
     def __init__(
@@ -134,7 +135,7 @@ class Detector(PretrainedMixin):
         first scoring call and again whenever the weights or the device change. On a
         2-core CPU the first call takes about 8-20 s, after which ResNet-18 and
         ResNet-50 score about 1.1x faster than the default eager path and MobileNetV2
-        (the default model) not at all (``docs/performance.md``): it pays off for a
+        (the default model) not at all (see [performance](../performance.md)): it pays off for a
         large ResNet run, not for one video. Shapes are static: every forward
         pass runs a full batch of ``batch_size`` (the last one padded), so a single
         image costs a whole batch. On a CPU it needs a C++ compiler; where compiling
@@ -337,9 +338,11 @@ class Detector(PretrainedMixin):
             NoFacesError: with ``strict_faces``, when an image has no face.
 
         Example:
-            >>> det = Detector.from_backbone("resnet18", input_size=64)
-            >>> [r.label in ("real", "fake") for r in det.detect_image([np.zeros((8, 8, 3), np.uint8)] * 2)]
-            [True, True]
+            >>> detector = Detector.from_pretrained()
+            >>> [r.label for r in detector.detect_image(["face.jpg", "fake.jpg"])]  # real, face swap
+            ['real', 'fake']
+            >>> detector.detect_image(np.full((64, 64, 3), 128, np.uint8)).status  # no face in it
+            'no_face'
         """
         single = is_image_input(image)
         if single:
@@ -433,8 +436,10 @@ class Detector(PretrainedMixin):
             NoFacesError: with ``strict_faces``, when no frame had a face.
 
         Example:
-            >>> det = Detector.from_backbone("resnet18")
-            >>> v = det.detect_video("clip.mp4", sampler="uniform:num_frames=8")  # doctest: +SKIP
+            >>> detector = Detector.from_pretrained()
+            >>> video = detector.detect_video("clip.mp4", sampler="uniform:num_frames=8")  # a deepfake
+            >>> video.label, video.num_decoded, len(video.segments)
+            ('fake', 8, 1)
         """
         batch_size = check_batch_size(batch_size)
         thr = self.threshold if threshold is None else _check_threshold(threshold)
@@ -552,9 +557,10 @@ class Detector(PretrainedMixin):
             NoFacesError: the face stage is on and found no face.
 
         Example:
-            >>> det = Detector.from_backbone("resnet18", input_size=32)
-            >>> det.explain(np.zeros((40, 40, 3), np.uint8)).heatmap.shape
-            (32, 32)
+            >>> detector = Detector.from_pretrained()
+            >>> e = detector.explain("fake.jpg")  # a face swap: where is the evidence?
+            >>> e.heatmap.shape == e.crop.shape[:2], e.face is not None
+            (True, True)
         """
         return explain(self, image, target=target, layer=layer, face_index=face_index)
 
@@ -587,8 +593,10 @@ class Detector(PretrainedMixin):
             VideoDecodeError: an unreadable video.
 
         Example:
-            >>> det = Detector.from_backbone("resnet18")
-            >>> maps = det.explain_video_frames("clip.mp4", [0, 30])  # doctest: +SKIP
+            >>> detector = Detector.from_pretrained()
+            >>> maps = detector.explain_video_frames("clip.mp4", [0, 250])
+            >>> [(m.frame_index, round(m.timestamp, 1)) for m in maps]
+            [(0, 0.0), (250, 10.0)]
         """
         return explain_video_frames(
             self, path, indices, target=target, layer=layer, face_index=face_index,

@@ -154,7 +154,7 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
 
     The folded network computes the same function (to float rounding) with one pass
     over memory less per convolution: on a 2-core CPU, ResNets run 7-12% faster at
-    batch 32 and MobileNetV2 1.4-1.9x (docs/performance.md). The copy is traced with ``torch.fx``, which finds every
+    batch 32 and MobileNetV2 1.4-1.9x (see [performance](../performance.md)). The copy is traced with ``torch.fx``, which finds every
     conv/BN pair (ResNet's ``conv1``/``bn1`` attributes included); a model that cannot
     be traced gets only its ``nn.Sequential`` pairs folded. ``model`` is not modified.
 

@@ -116,7 +116,7 @@ class Trainer:
         self_blend: Synthetic fakes per real training image and epoch, made from the
             real face itself (self-blended images, SBI: a shifted, recoloured,
             sharpened or blurred copy blended back through a random face mask; see
-            ``docs/concepts/self-blending.md``). They teach the blending seam that face
+            [self-blended fakes](../concepts/self-blending.md)). They teach the blending seam that face
             swaps and reenactments share, which carries over to methods and people
             not in the training data. 0 (default) turns it off; 1 adds one per real.
             The mask assumes face crops (the face stage on) or face-centred photos.
