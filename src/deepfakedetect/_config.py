@@ -39,6 +39,7 @@ __all__ = [
     "ModelConfig",
     "PreprocessConfig",
     "VideoConfig",
+    "read_json_file",
 ]
 
 FORMAT_VERSION = 1
@@ -425,30 +426,49 @@ class ModelConfig:
             ConfigError: for invalid JSON or values.
         """
         path = Path(path)
-        try:
-            # Never blocks (a FIFO is refused), and the size is checked before anything is read.
-            with open_regular(path) as f:
-                size = os.fstat(f.fileno()).st_size
-                if size > MAX_CONFIG_BYTES:
-                    raise ConfigError(
-                        f"{path}: a config.json of {size:,} bytes is not a model config "
-                        f"(at most {MAX_CONFIG_BYTES:,}); check the model folder"
-                    )
-                raw = f.read(MAX_CONFIG_BYTES + 1)
-        except NotRegularFileError as e:
-            raise ConfigError(f"{path} is {e.kind}, not a regular file; a model folder holds a config.json file") from None
-        except OSError as e:
-            raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
-        if len(raw) > MAX_CONFIG_BYTES:  # it grew while being read
-            raise ConfigError(f"{path}: more than {MAX_CONFIG_BYTES:,} bytes; not a model config")
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); a config.json is UTF-8 JSON") from None
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
-            raise ConfigError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
-        except RecursionError:
-            raise ConfigError(f"{path} is nested too deeply to be a model config") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(read_json_file(path, what="a model config"), source=str(path))
+
+
+def read_json_file(path: str | Path, *, what: str, limit: int = MAX_CONFIG_BYTES) -> Any:
+    """Read a small JSON file from a model folder, as untrusted data.
+
+    Never blocks (a FIFO is refused), checks the size before reading anything (a huge
+    sparse file costs nothing), and turns every failure (not UTF-8, not JSON, nested too
+    deeply) into a :class:`ConfigError` naming the file, without echoing its content.
+
+    Args:
+        path: The file.
+        what: What it should be, for messages (``"a model config"``).
+        limit: Most bytes accepted.
+
+    Example:
+        >>> import json, tempfile, os
+        >>> p = os.path.join(tempfile.mkdtemp(), "c.json")
+        >>> _ = open(p, "w").write(json.dumps({"a": 1}))
+        >>> read_json_file(p, what="a test file")
+        {'a': 1}
+    """
+    path = Path(path)
+    try:
+        # Never blocks (a FIFO is refused), and the size is checked before anything is read.
+        with open_regular(path) as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise ConfigError(f"{path}: a file of {size:,} bytes is not {what} (at most {limit:,}); check the model folder")
+            raw = f.read(limit + 1)
+    except NotRegularFileError as e:
+        raise ConfigError(f"{path} is {e.kind}, not a regular file; it should be {what} (a JSON file)") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}") from e
+    if len(raw) > limit:  # it grew while being read
+        raise ConfigError(f"{path}: more than {limit:,} bytes; not {what}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text (byte {e.start}); {what} is UTF-8 JSON") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path} is not valid JSON: {e.msg} at line {e.lineno}, column {e.colno}") from None
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply to be {what}") from None
