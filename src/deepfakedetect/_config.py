@@ -39,6 +39,7 @@ __all__ = [
     "ModelConfig",
     "PreprocessConfig",
     "VideoConfig",
+    "check_band",
     "read_json_file",
 ]
 
@@ -210,20 +211,28 @@ class FaceConfig:
 
 @dataclass(frozen=True)
 class CalibrationConfig:
-    """Turning logits into a calibrated ``fake_score`` and a label.
+    """Turning logits into a calibrated ``fake_score``, a label and a verdict.
 
     ``fake_score = softmax(logits / temperature)[fake]`` (or ``sigmoid`` for one
-    logit); the label is ``"fake"`` when ``fake_score >= threshold``.
-    ``operating_points`` names other thresholds, e.g. ``{"fpr@1%": 0.93}``.
+    logit; for a video, ``sigmoid(logit(aggregate) / temperature)``); the label is
+    ``"fake"`` when ``fake_score >= threshold``. ``operating_points`` names other
+    thresholds, e.g. ``{"fpr@1%": 0.93}``. ``uncertain_band`` is ``(low, high)``, with
+    ``low <= threshold <= high``: scores in ``[low, high)`` get the verdict
+    ``"uncertain"`` (``None``: no band). ``fitted_on`` records what it was fitted on
+    (counts, AUC, the uncertain share on that validation data, folder names).
 
     Example:
         >>> CalibrationConfig(temperature=1.5, threshold=0.4).threshold
         0.4
+        >>> CalibrationConfig(threshold=0.4, uncertain_band=[0.3, 0.7]).uncertain_band
+        (0.3, 0.7)
     """
 
     temperature: float = 1.0
     threshold: float = 0.5
     operating_points: dict[str, float] = field(default_factory=dict)
+    uncertain_band: tuple[float, float] | None = None
+    fitted_on: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         _check(
@@ -251,6 +260,34 @@ class CalibrationConfig:
                 _is_number(v) and 0.0 <= v <= 1.0,
                 f"calibration.operating_points[{shorten(k)}] must be a number in [0, 1], got {shorten(v)}",
             )
+        band = check_band(self.uncertain_band, what="calibration.uncertain_band")
+        if band is not None:
+            _check(
+                band[0] <= self.threshold <= band[1],
+                f"calibration.uncertain_band {list(band)} must hold the threshold {self.threshold!r}",
+            )
+        object.__setattr__(self, "uncertain_band", band)
+        _check(isinstance(self.fitted_on, dict), f"calibration.fitted_on must be a mapping, got {shorten(self.fitted_on)}")
+
+
+def check_band(band: Any, *, what: str = "uncertain_band") -> tuple[float, float] | None:
+    """Validate an uncertain band: ``None``, or two numbers ``0 <= low <= high <= 1``.
+
+    Raises:
+        ConfigError: anything else, naming ``what``.
+
+    Example:
+        >>> check_band([0.2, 0.7])
+        (0.2, 0.7)
+    """
+    if band is None:
+        return None
+    values = list(band) if isinstance(band, (list, tuple)) else []
+    _check(
+        len(values) == 2 and all(_is_number(v) for v in values) and 0.0 <= values[0] <= values[1] <= 1.0,
+        f"{what} must be two numbers 0 <= low <= high <= 1, or None; got {shorten(band)}",
+    )
+    return (float(values[0]), float(values[1]))
 
 
 @dataclass(frozen=True)
@@ -293,8 +330,10 @@ class ModelConfig:
     num_outputs: int = 2  # 2 (softmax over labels) or 1 (one logit, sigmoid = fake_score)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     faces: FaceConfig = field(default_factory=FaceConfig)
-    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)
+    calibration: CalibrationConfig = field(default_factory=CalibrationConfig)  # images, and each video frame
+    video_calibration: CalibrationConfig | None = None  # a video's aggregated score; None: ``calibration``
     video: VideoConfig = field(default_factory=VideoConfig)
+    test_time_flip: bool = False  # average each input's logits with its mirror image's
     training: dict[str, Any] = field(default_factory=dict)  # provenance: data, epochs, metrics
     format_version: int = FORMAT_VERSION
     library_version: str = __version__
@@ -313,6 +352,14 @@ class ModelConfig:
         _check(
             isinstance(self.labels, (list, tuple)),
             f"labels must be a list of two names, got {shorten(self.labels)}",
+        )
+        _check(
+            isinstance(self.test_time_flip, bool),
+            f"test_time_flip must be true or false, got {shorten(self.test_time_flip)}",
+        )
+        _check(
+            self.video_calibration is None or isinstance(self.video_calibration, CalibrationConfig),
+            f"video_calibration must be a CalibrationConfig or None, got {type(self.video_calibration).__name__}",
         )
         reserved = sorted(set(self.backbone_kwargs) & {"num_classes", "weights", "progress"})
         _check(
@@ -387,6 +434,7 @@ class ModelConfig:
             "preprocess": PreprocessConfig,
             "faces": FaceConfig,
             "calibration": CalibrationConfig,
+            "video_calibration": CalibrationConfig,
             "video": VideoConfig,
         }
         kwargs: dict[str, Any] = {}
@@ -395,6 +443,8 @@ class ModelConfig:
                 if f.name not in data:
                     continue
                 value = data[f.name]
+                if f.name == "video_calibration" and value is None:
+                    continue
                 if f.name in subs:
                     if not isinstance(value, dict):
                         raise ConfigError(f"{source}: {f.name} must be an object, got {shorten(value)}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfakedetect._config import ModelConfig
+from deepfakedetect._config import CalibrationConfig, ModelConfig, check_band
 from deepfakedetect._errors import (
     ConfigError,
     InputError,
@@ -28,6 +29,7 @@ from deepfakedetect.faces import Face, FaceDetector, FaceStage
 from deepfakedetect.faces.detectors import FACE_DETECTORS
 from deepfakedetect.io.images import describe_input, is_image_input, load_image
 from deepfakedetect.io.video import probe_video, read_frames
+from deepfakedetect.models.manifest import TrainingManifest
 from deepfakedetect.models.precision import (
     InferenceCopy,
     resolve_device,
@@ -36,7 +38,14 @@ from deepfakedetect.models.precision import (
 from deepfakedetect.models.preprocess import resize_and_crop
 from deepfakedetect.models.pretrained import DEFAULT_MODEL_DIR, PretrainedMixin
 from deepfakedetect.models.temporal import embed_arrays
-from deepfakedetect.results import FaceResult, FrameResult, ImageResult, Person, VideoResult
+from deepfakedetect.results import (
+    FaceResult,
+    FrameResult,
+    ImageResult,
+    Person,
+    VideoResult,
+    verdict,
+)
 from deepfakedetect.video.aggregators import FrameScores, get_aggregator
 from deepfakedetect.video.people import find_people, people_score, resolve_people_rule
 from deepfakedetect.video.samplers import get_sampler
@@ -66,6 +75,18 @@ class Detector(PretrainedMixin):
             fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``. The
             [performance page](../performance.md) has the speed and the score
             differences that ``"auto"`` was chosen on.
+        flip: Test-time flip: score every image or face crop also mirrored left to
+            right and average the two logits. ``None`` (default): the config's
+            ``test_time_flip``. It doubles the classifier's work (not the face
+            detector's); calibrations record whether they were fitted with it.
+        uncertain_band: ``None`` (default): each calibration's own band (images, videos);
+            ``(low, high)``: this band for images and videos alike; ``False``: no band
+            (every verdict is the label). See ``docs/concepts/calibration.md``.
+
+    Attributes:
+        training_manifest: The content digests of the data the model was trained and
+            calibrated on (``training_manifest.json``), or ``None``; ``evaluate`` checks
+            against it.
 
     Example:
         >>> from deepfakedetect import Detector
@@ -85,8 +106,19 @@ class Detector(PretrainedMixin):
         source: str | None = None,
         revision: str | None = None,
         precision: str = "auto",
+        flip: bool | None = None,
+        uncertain_band: tuple[float, float] | bool | None = None,
     ) -> None:
+        if flip is not None and not isinstance(flip, bool):
+            raise ConfigError(f"flip must be True, False or None (the config's), got {flip!r}")
+        if uncertain_band is True:
+            raise ConfigError("uncertain_band must be None (the model's), False (none) or (low, high)")
         self.config = config
+        self.flip = config.test_time_flip if flip is None else flip
+        self._band_override: tuple[float, float] | None | bool = (
+            uncertain_band if uncertain_band is None or uncertain_band is False else check_band(uncertain_band)
+        )
+        self.training_manifest: TrainingManifest | None = None
         self.device = resolve_device(device)
         self.precision = precision
         self._autocast_dtype = resolve_precision(precision, self.device)
@@ -161,8 +193,53 @@ class Detector(PretrainedMixin):
     # ------------------------------------------------------------------ properties
     @property
     def threshold(self) -> float:
-        """The calibrated decision threshold on ``fake_score``."""
+        """The calibrated decision threshold on an image's ``fake_score`` (and each video frame's)."""
         return self.config.calibration.threshold
+
+    @property
+    def video_calibration(self) -> CalibrationConfig:
+        """The calibration of a video's aggregated score: ``config.video_calibration``, else ``config.calibration``."""
+        return self.config.video_calibration or self.config.calibration
+
+    @property
+    def video_threshold(self) -> float:
+        """The calibrated decision threshold on a video's ``fake_score``."""
+        return self.video_calibration.threshold
+
+    def uncertain_band_for(self, kind: str) -> tuple[float, float] | None:
+        """The uncertain band that results of ``kind`` (``"image"`` or ``"video"``) get.
+
+        Example:
+            >>> Detector.from_backbone("resnet18", input_size=32).uncertain_band_for("image") is None
+            True
+        """
+        if self._band_override is False:
+            return None
+        if self._band_override is not None:
+            return self._band_override  # type: ignore[return-value]
+        cal = self.video_calibration if kind == "video" else self.config.calibration
+        return cal.uncertain_band
+
+    def with_config(self, config: ModelConfig) -> Detector:
+        """A detector on the same network (shared, not copied) with another config.
+
+        Device, precision, face detector, provenance, training manifest and temporal head are kept;
+        the ``flip`` and ``uncertain_band`` overrides are not (the new config's apply).
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=32)
+            >>> det.with_config(det.config.replace(test_time_flip=True)).flip
+            True
+        """
+        out = Detector(
+            self.model, config, device=self.device, face_detector=self._face_detector, source=self.source,
+            revision=self.revision, precision=self.precision,
+        )  # fmt: skip
+        out._hub_options = dict(self._hub_options)
+        out.training_manifest = self.training_manifest
+        out.temporal_head = self.temporal_head
+        out._compiled = self._compiled
+        return out
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -197,7 +274,7 @@ class Detector(PretrainedMixin):
         return (x - mean) / std
 
     def fake_probability(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated probability of fake from the model's logits (temperature applied)."""
+        """Calibrated probability of fake from the model's logits (the image temperature applied)."""
         t = self.config.calibration.temperature
         logits = logits.float() / t
         if self.config.num_outputs == 1:
@@ -206,6 +283,9 @@ class Detector(PretrainedMixin):
 
     def score_arrays(self, images: Sequence[np.ndarray], *, batch_size: int = 32) -> np.ndarray:
         """Calibrated fake scores for RGB uint8 arrays, without any face stage.
+
+        With ``flip`` on, each array is also scored mirrored left to right, in the same
+        forward pass, and the two logits are averaged before the temperature.
 
         Example:
             >>> det = Detector.from_backbone("resnet18", input_size=64)
@@ -222,9 +302,15 @@ class Detector(PretrainedMixin):
             if self.device.type == "cuda":
                 x = x.pin_memory()  # page-locked, so the copy below is a real asynchronous DMA
             x = x.to(self.device, non_blocking=True)
+            if self.flip:
+                x = torch.cat([x, x.flip(3)])
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
-            logits = self._forward(x)[:n]
+            logits = self._forward(x)
+            if self.flip:
+                half = len(logits) // 2
+                logits = (logits[:half].float() + logits[half:].float()) / 2
+            logits = logits[:n]
             probs = self.fake_probability(logits)
             out[start : start + n] = probs.cpu().double().numpy()
         return out
@@ -325,7 +411,8 @@ class Detector(PretrainedMixin):
             image: A path, ``pathlib.Path``, PIL image, NumPy array (HWC uint8),
                 torch tensor (CHW), or a list of them (list in, list out, order kept).
             batch_size: Images (or face crops) per forward pass.
-            threshold: Decision threshold (default: the model's calibrated one).
+            threshold: Decision threshold (default: the model's calibrated one). The
+                verdict's uncertain band is widened to hold it.
             strict_faces: With the face stage on, raise :class:`NoFacesError` when an
                 image has no face instead of returning a ``"no_face"`` result.
 
@@ -376,6 +463,7 @@ class Detector(PretrainedMixin):
                         face_stage=self.config.faces.enabled,
                         source=describe_input(x),
                         model=self.provenance,
+                        uncertain_band=self.uncertain_band_for("image"),
                     )
                 )
         return results[0] if single else results
@@ -406,6 +494,12 @@ class Detector(PretrainedMixin):
         which one of two people is fake is fake. With the face stage off, the
         aggregator scores the frames as before and ``people`` is empty.
 
+        Each frame is scored as ``detect_image`` would score it (the image calibration).
+        The aggregate ``a`` of the frame scores becomes the video's score through the
+        video calibration: ``fake_score = sigmoid(logit(a) / temperature)``, labelled by
+        its threshold, with its uncertain band (``config.video_calibration``; a config
+        without one uses the image calibration, and the aggregate unchanged).
+
         Args:
             path: The video file.
             sampler: Which frames: a name (``"uniform"``), ``"uniform:num_frames=16"``,
@@ -414,8 +508,9 @@ class Detector(PretrainedMixin):
             aggregator: How frame scores become one: a name, spec, mapping or callable
                 ``(FrameScores) -> float``. Default: the model config's.
             batch_size: Frames (or face crops) per forward pass.
-            threshold: Decision threshold (default: the model's calibrated one); also
-                the threshold for ``segments``.
+            threshold: Decision threshold on the video's score (default: the video
+                calibration's); when given, also the threshold for ``segments``, which
+                otherwise compare frame scores with the image threshold.
             progress: Show a progress bar (default: on unless ``DEEPFAKEDETECT_PROGRESS=0``).
             strict_faces: Raise :class:`NoFacesError` when no sampled frame has a face.
             allow_urls: Allow URLs and ffmpeg protocols as ``path`` (refused by default).
@@ -442,7 +537,9 @@ class Detector(PretrainedMixin):
             ('fake', 8, 1)
         """
         batch_size = check_batch_size(batch_size)
-        thr = self.threshold if threshold is None else _check_threshold(threshold)
+        cal = self.config.video_calibration
+        thr = self.video_threshold if threshold is None else _check_threshold(threshold)
+        frame_thr = self.threshold if threshold is None else thr
         # Arguments first: a bad spec is an argument error, whatever the file.
         smp = get_sampler(sampler if sampler is not None else self.config.video.sampler)
         agg = get_aggregator(aggregator if aggregator is not None else self.config.video.aggregator)
@@ -488,21 +585,30 @@ class Detector(PretrainedMixin):
         )
         if len(fs) == 0 and strict_faces:
             raise NoFacesError(f"{path}: no face found in any of the {len(frames)} decoded frames")
+        band = self.uncertain_band_for("video")
+        # A video's score (and each person's) is the aggregate under the video calibration.
+        video_cal = cal
+
+        def aggregate(scores: FrameScores) -> float:
+            value = float(np.clip(agg(scores), 0.0, 1.0))
+            return _recalibrate(value, video_cal.temperature) if video_cal is not None else value
+
         found: tuple[Person, ...] = ()
         if faces_on and len(fs):
             found = find_people(
                 frames,
-                aggregator=agg,
-                threshold=thr,
+                aggregator=aggregate,
+                threshold=frame_thr,
                 label=lambda s: self._label(s, thr),
                 signatures=signatures,
                 features=features,
                 tracking=tracking,
+                verdict=lambda s: verdict(s, thr, band),
             )
             score = people_score(found, rule)
         else:
-            score = float(np.clip(agg(fs), 0.0, 1.0)) if len(fs) else None
-        segments = tuple(find_segments(fs, threshold=thr)) if len(fs) else ()
+            score = aggregate(fs) if len(fs) else None
+        segments = tuple(find_segments(fs, threshold=frame_thr)) if len(fs) else ()
         return VideoResult(
             fake_score=score,
             label=self._label(score, thr),
@@ -516,6 +622,7 @@ class Detector(PretrainedMixin):
             face_stage=self.config.faces.enabled,
             source=str(path),
             model=self.provenance,
+            uncertain_band=band,
             people=found,
             people_rule=repr(rule) if found else "",
         )
@@ -602,6 +709,17 @@ class Detector(PretrainedMixin):
             self, path, indices, target=target, layer=layer, face_index=face_index,
             allow_urls=allow_urls, timeout=timeout,
         )
+
+# Aggregates of 0 or 1 (e.g. every frame saturated) are read as these logits.
+_EPS = 1e-12
+
+
+def _recalibrate(score: float, temperature: float) -> float:
+    """A video's calibrated score: ``sigmoid(logit(score) / temperature)``."""
+    p = min(max(score, _EPS), 1.0 - _EPS)
+    z = (math.log(p) - math.log1p(-p)) / temperature
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
+
 
 def _check_threshold(threshold: float) -> float:
     value = as_number(threshold)

@@ -26,10 +26,38 @@ from deepfakedetect.video.samplers import get_sampler
 __all__ = ["run"]
 
 
+def uncertain_band_option(text: str | None) -> tuple[float, float] | bool | None:
+    """``--uncertain-band``: ``None`` (the model's), ``"off"`` (``False``), or ``"LOW,HIGH"``.
+
+    Example:
+        >>> uncertain_band_option("0.2,0.9"), uncertain_band_option("off"), uncertain_band_option(None)
+        ((0.2, 0.9), False, None)
+    """
+    if text is None:
+        return None
+    if text.strip().lower() in ("off", "none", "no"):
+        return False
+    parts = text.replace(":", ",").split(",")
+    try:
+        low, high = (float(x) for x in parts)
+    except ValueError:
+        raise ConfigError(f"--uncertain-band must be LOW,HIGH (e.g. 0.3,0.8) or off, got {text!r}") from None
+    return (low, high)
+
+
 def _load_detector(args: argparse.Namespace) -> Detector:
     return Detector.from_pretrained(
-        args.model, revision=args.revision, local_files_only=args.offline, device=args.device
-    )
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device,
+        flip=args.flip, uncertain_band=uncertain_band_option(args.uncertain_band),
+    )  # fmt: skip
+
+
+def _line(source: str, score: float | None, verdict: str | None, label: str | None) -> str:
+    source = printable(source)  # a file name cannot forge or break the line
+    if score is None:
+        return f"{source}\tno_face"
+    line = f"{source}\t{verdict}\tfake_score={score:.4f}"
+    return line + f"\tlabel={label}" if verdict == "uncertain" else line
 
 
 def _check_args(args: argparse.Namespace) -> None:
@@ -74,10 +102,7 @@ def _report(message: object) -> None:
 
 
 def _summary(result: Any, path: str) -> str:
-    if result.fake_score is None:
-        line = f"{printable(path)}\tno_face"
-    else:
-        line = f"{printable(path)}\t{result.label}\tfake_score={result.fake_score:.4f}"
+    line = _line(path, result.fake_score, result.verdict, result.label)
     frames = getattr(result, "frames", None)
     if frames is not None:
         line += f"\tframes={result.num_decoded}/{result.num_requested}"
@@ -137,9 +162,7 @@ def _cmd_detect_many(args: argparse.Namespace, detector: Any) -> int:
                 record.pop("faces", None)
             _emit(json.dumps(record))
         elif record.get("status") != "error":
-            score = record.get("fake_score")
-            source = printable(record["source"])
-            line = f"{source}\tno_face" if score is None else f"{source}\t{record['label']}\tfake_score={score:.4f}"
+            line = _line(record["source"], record.get("fake_score"), record.get("verdict"), record.get("label"))
             people = record.get("people") or []
             _emit("\n".join([line + (f"\tpeople={len(people)}" if people else ""), *_people_lines(people)]))
     return 1 if failures else 0

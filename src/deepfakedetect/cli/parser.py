@@ -33,6 +33,20 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"deepfakedetect: error: {self.prog}: {printable(message)} (see '{self.prog} --help')\n")
+def _add_scoring_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time flip: also score each image or face mirrored and average (default: the model's setting)",
+    )
+    p.add_argument(
+        "--uncertain-band",
+        default=None,
+        metavar="LOW,HIGH|off",
+        help="scores in [LOW, HIGH) get the verdict 'uncertain' (default: the model's bands, fitted on "
+        "validation data; 'off': none)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="frame-score aggregator for videos: NAME or NAME:key=value,... (e.g. top_k_mean:k=5)",
     )
     d.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
+    _add_scoring_args(d)
     d.add_argument("--batch-size", type=_positive_int, default=32, help="images, face crops or frames per forward pass")
     d.add_argument(
         "--compile",
@@ -197,11 +212,20 @@ def _add_train_parsers(subparsers: Any) -> None:
     e.add_argument("model", metavar="MODEL", help="model folder or Hub repo id")
     e.add_argument("data", nargs="+", metavar="DATA", help="data folder(s)")
     e.add_argument("--split", default="test", choices=("test", "val", "train", "all"))
-    e.add_argument("--videos", action="store_true", help="evaluate videos (video- and frame-level metrics)")
+    kind = e.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--videos", action="store_const", const=True, default=None,
+        help="evaluate videos only (video- and frame-level metrics; default: images and videos, whichever the data holds)",
+    )  # fmt: skip
+    kind.add_argument("--images", dest="videos", action="store_const", const=False, help="evaluate images only")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--scores", action="store_true", help="with --json, include every item's score")
     e.add_argument("--roc", metavar="PATH", default=None, help="write an ROC plot (PNG; needs matplotlib)")
-    e.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
+    e.add_argument(
+        "--threshold", type=float, default=None,
+        help="decision threshold for every level (default: the model's, for videos its video calibration's)",
+    )  # fmt: skip
+    _add_scoring_args(e)
     e.add_argument("--batch-size", type=_positive_int, default=32)
     e.add_argument("--sampler", default=None, help="frame sampler for --videos, e.g. uniform:num_frames=16")
     e.add_argument("--aggregator", default=None, help="frame aggregator for --videos, e.g. top_k_mean:k=5")
@@ -211,3 +235,39 @@ def _add_train_parsers(subparsers: Any) -> None:
     e.add_argument("--device", default=None)
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
     e.set_defaults(run="deepfakedetect.cli.train:run_evaluate")
+
+    c = subparsers.add_parser(
+        "calibrate",
+        help="calibrate a model on validation images and videos, each kind on its own",
+        description=(
+            "Fit the image calibration on validation images and the video calibration on validation videos "
+            "(scored at video level with the model's sampler and aggregator, or --sampler/--aggregator, which "
+            "then become the model's defaults): temperature, threshold, operating points and the uncertain "
+            "band. DIR holds real/ and fake/ (used whole) or train/ val/ test/ (val/ used). Writes the "
+            "calibrated model folder to --out."
+        ),
+    )
+    c.add_argument("model", metavar="MODEL", help="model folder or Hub repo id")
+    c.add_argument("--out", required=True, metavar="DIR", help="where to write the calibrated model")
+    c.add_argument("--images", nargs="+", default=None, metavar="DIR", help="validation image folder(s)")
+    c.add_argument("--videos", nargs="+", default=None, metavar="DIR", help="validation video folder(s)")
+    c.add_argument(
+        "--target-precision", type=float, default=0.9,
+        help="class-balanced precision each call must reach outside the uncertain band (default: 0.9)",
+    )  # fmt: skip
+    c.add_argument("--no-band", action="store_true", help="fit no uncertain band")
+    c.add_argument("--method", choices=("balanced_accuracy", "eer"), default="balanced_accuracy", help="threshold method")
+    c.add_argument("--sampler", default=None, help="frame sampler for the videos, e.g. uniform:num_frames=32")
+    c.add_argument("--aggregator", default=None, help="frame aggregator for the videos, e.g. median")
+    c.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction, default=None,
+        help="calibrate (and store) the model with test-time flip on or off (default: the model's setting)",
+    )  # fmt: skip
+    c.add_argument("--batch-size", type=_positive_int, default=32)
+    c.add_argument("--strict", action="store_true", help="fail on unreadable files instead of leaving them out")
+    c.add_argument("--revision", default=None, help="Hub branch, tag or commit sha")
+    c.add_argument("--offline", action="store_true", help="use only the local Hugging Face cache")
+    c.add_argument("--device", default=None)
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c.add_argument("--json", action="store_true", help="print the new calibrations as JSON")
+    c.set_defaults(run="deepfakedetect.cli.train:run_calibrate")

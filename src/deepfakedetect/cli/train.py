@@ -16,13 +16,19 @@ from deepfakedetect._config import CONFIG_NAME, WEIGHTS_NAME
 from deepfakedetect._errors import ConfigError
 from deepfakedetect._untrusted import printable
 from deepfakedetect._utils import atomic_write_text, jsonable
+from deepfakedetect.cli.detect import uncertain_band_option
 from deepfakedetect.detector import Detector
 from deepfakedetect.training.augment import AugmentConfig
+from deepfakedetect.training.calibrate import calibrate_detector
 from deepfakedetect.training.evaluate import evaluate
-from deepfakedetect.training.temporal import TemporalTrainConfig, list_videos, train_temporal
+from deepfakedetect.training.temporal import (
+    TemporalTrainConfig,
+    list_videos,
+    train_temporal,
+)
 from deepfakedetect.training.trainer import Trainer
 
-__all__ = ["run_evaluate", "run_temporal", "run_train"]
+__all__ = ["run_calibrate", "run_evaluate", "run_temporal", "run_train"]
 
 
 def run_temporal(args: argparse.Namespace) -> int:
@@ -166,8 +172,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """``deepfakedetect evaluate``."""
 
     detector = Detector.from_pretrained(
-        args.model, revision=args.revision, local_files_only=args.offline, device=args.device
-    )
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device,
+        flip=args.flip, uncertain_band=uncertain_band_option(args.uncertain_band),
+    )  # fmt: skip
     report = evaluate(
         detector,
         args.data if len(args.data) > 1 else args.data[0],
@@ -188,5 +195,50 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(report.to_markdown(), end="")
         if args.roc:
             print(f"ROC plot written to {args.roc}")
+    sys.stdout.flush()
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """``deepfakedetect calibrate``."""
+    detector = Detector.from_pretrained(
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device, flip=args.flip
+    )
+    calibrated = calibrate_detector(
+        detector,
+        images=args.images,
+        videos=args.videos,
+        target_precision=None if args.no_band else args.target_precision,
+        method=args.method,
+        sampler=args.sampler,
+        aggregator=args.aggregator,
+        batch_size=args.batch_size,
+        strict=args.strict,
+        progress=False if (args.no_progress or args.json) else None,
+    )
+    calibrated.save_pretrained(args.out)
+    config = calibrated.config
+    kinds = {"image": config.calibration, "video": config.video_calibration}
+    if args.json:
+        doc = {"out": str(args.out), **{k: (v.__dict__ if v is not None else None) for k, v in kinds.items()}}
+        print(json.dumps(jsonable(doc)))
+        return 0
+    for kind, cal in kinds.items():
+        if cal is None:
+            print(f"{kind}: no calibration of its own (uses the image calibration)")
+            continue
+        fitted = cal.fitted_on
+        band = "none" if cal.uncertain_band is None else f"[{cal.uncertain_band[0]:.4f}, {cal.uncertain_band[1]:.4f})"
+        share = fitted.get("uncertain_share")
+        auc = fitted.get("auc")
+        refit = "fitted now" if (kind == "image" and args.images) or (kind == "video" and args.videos) else "kept"
+        print(
+            f"{kind} ({refit}): temperature {cal.temperature:.4g}, threshold {cal.threshold:.4f}, "
+            f"uncertain band {band}"
+            + (f" ({100 * share:.1f}% of validation uncertain)" if isinstance(share, (int, float)) else "")
+            + (f"; validation n {fitted.get('n_real')} real / {fitted.get('n_fake')} fake" if "n_real" in fitted else "")
+            + (f", AUC {auc:.4f}" if isinstance(auc, (int, float)) else "")
+        )
+    print(f"calibrated model written to {args.out}")
     sys.stdout.flush()
     return 0

@@ -1,7 +1,8 @@
 """Making, loading and saving detectors: the model-folder half of :class:`~deepfakedetect.Detector`.
 
-A model is a folder (local or a Hub repo) of ``config.json``, ``model.safetensors`` and a
-``README.md`` model card. :class:`PretrainedMixin` gives ``Detector`` its constructors
+A model is a folder (local or a Hub repo) of ``config.json``, ``model.safetensors``, a
+``README.md`` model card and, for a model the Trainer made, ``training_manifest.json``
+(the content digests of its data, see :mod:`deepfakedetect.models.manifest`). :class:`PretrainedMixin` gives ``Detector`` its constructors
 (:meth:`~PretrainedMixin.from_backbone`, :meth:`~PretrainedMixin.from_pretrained`) and
 :meth:`~PretrainedMixin.save_pretrained` / :meth:`~PretrainedMixin.push_to_hub`.
 """
@@ -31,6 +32,7 @@ from deepfakedetect._version import __version__
 from deepfakedetect.models.backbones import build_model, build_model_from_state
 from deepfakedetect.models.card import render_model_card
 from deepfakedetect.models.hub import resolve_model_files, upload_model_folder
+from deepfakedetect.models.manifest import MANIFEST_NAME, TrainingManifest
 from deepfakedetect.models.temporal import load_temporal, save_temporal
 from deepfakedetect.models.weights import load_safetensors
 
@@ -51,6 +53,7 @@ class PretrainedMixin:
     model: nn.Module
     config: ModelConfig
     _hub_options: dict[str, Any]
+    training_manifest: TrainingManifest | None
     temporal_head: nn.Module | None
 
     if TYPE_CHECKING:  # Detector's constructor, which these class methods call
@@ -65,6 +68,8 @@ class PretrainedMixin:
             source: str | None = None,
             revision: str | None = None,
             precision: str = "auto",
+            flip: bool | None = None,
+            uncertain_band: tuple[float, float] | bool | None = None,
         ) -> None: ...
 
     @classmethod
@@ -136,6 +141,8 @@ class PretrainedMixin:
         device: str | torch.device | None = None,
         precision: str = "auto",
         face_detector: FaceDetector | None = None,
+        flip: bool | None = None,
+        uncertain_band: tuple[float, float] | bool | None = None,
     ) -> D:
         """Load a detector from a model folder, a Hugging Face Hub repo, or the default model.
 
@@ -151,6 +158,12 @@ class PretrainedMixin:
             device: Where to run.
             precision: Inference precision (see :class:`Detector`).
             face_detector: Use this face detector instead of the one the config names.
+            flip: Test-time flip on or off (default: the config's ``test_time_flip``).
+            uncertain_band: ``(low, high)`` instead of the calibrations' bands, or
+                ``False`` for none (default: the model's).
+
+        The model folder's ``training_manifest.json``, when there is one beside
+        ``config.json``, becomes ``detector.training_manifest``.
 
         Raises:
             ModelLoadError: missing files, corrupt or mismatched weights, download failures.
@@ -197,7 +210,11 @@ class PretrainedMixin:
             face_detector=face_detector,
             source=source,
             revision=files.revision,
+            flip=flip,
+            uncertain_band=uncertain_band,
         )
+        manifest = Path(files.config).parent / MANIFEST_NAME
+        detector.training_manifest = TrainingManifest.load(manifest) if manifest.is_file() else None
         # The model's revision is not passed on: the face detector's weights have their own.
         detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
         # A temporal head saved beside the weights (a local folder; not fetched from the Hub yet).
@@ -216,7 +233,10 @@ class PretrainedMixin:
     def save_pretrained(
         self, save_directory: str | Path, *, dtype: torch.dtype = torch.float32, model_card: str | None = None
     ) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card.
+        """Write ``config.json``, ``model.safetensors``, a ``README.md`` model card and the training manifest.
+
+        ``training_manifest.json`` is written when the detector has one (a trained or
+        calibrated detector); a stale one in the folder is removed otherwise.
 
         A temporal head (``temporal_head``) is written beside them as ``temporal.json``
         and ``temporal.safetensors``.
@@ -252,6 +272,10 @@ class PretrainedMixin:
         atomic_write(out / CONFIG_NAME, config.save)
         card = model_card if model_card is not None else render_model_card(config)
         atomic_write(out / README_NAME, lambda p: p.write_text(card, encoding="utf-8"))
+        if self.training_manifest is not None:
+            self.training_manifest.save(out / MANIFEST_NAME)
+        elif (out / MANIFEST_NAME).is_file():
+            (out / MANIFEST_NAME).unlink()  # it would describe another model's data
         head = getattr(self, "temporal_head", None)
         if head is not None:
             save_temporal(out, head)
@@ -268,7 +292,7 @@ class PretrainedMixin:
         dtype: torch.dtype = torch.float32,
         model_card: str | None = None,
     ) -> str:
-        """Upload the same three files :meth:`save_pretrained` writes to a Hub repo.
+        """Upload the files :meth:`save_pretrained` writes to a Hub repo.
 
         Args:
             repo_id: ``"org/name"`` (created if missing).
