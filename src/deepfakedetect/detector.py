@@ -15,23 +15,34 @@ import torch
 from torch import nn
 
 from deepfakedetect._config import CONFIG_NAME, README_NAME, CalibrationConfig, ModelConfig, check_band
-from deepfakedetect._errors import ConfigError, InputError, NoFacesError
-from deepfakedetect._utils import atomic_write, progress_bar
+from deepfakedetect._errors import (
+    ConfigError,
+    InputError,
+    NoFacesError,
+    UnknownPluginError,
+)
+from deepfakedetect._untrusted import shorten
+from deepfakedetect._utils import as_int, as_number, atomic_write, progress_bar
 from deepfakedetect._version import __version__
 from deepfakedetect.explain import Explanation, explain, explain_video_frames
 from deepfakedetect.faces import Face, FaceDetector, FaceStage, RetinaFaceDetector
+from deepfakedetect.faces.detectors import FACE_DETECTORS
 from deepfakedetect.faces.onnx import RetinaFaceOnnxDetector, export_retinaface
 from deepfakedetect.io.images import describe_input, is_image_input, load_image
 from deepfakedetect.io.video import probe_video, read_frames
-from deepfakedetect.models.manifest import TrainingManifest
 from deepfakedetect.models.card import render_model_card
+from deepfakedetect.models.manifest import TrainingManifest
 from deepfakedetect.models.onnx import (
     CLASSIFIER_ONNX,
     FACE_DETECTOR_ONNX,
     OnnxClassifier,
     export_classifier,
 )
-from deepfakedetect.models.precision import InferenceCopy, resolve_precision
+from deepfakedetect.models.precision import (
+    InferenceCopy,
+    resolve_device,
+    resolve_precision,
+)
 from deepfakedetect.models.preprocess import resize_and_crop
 from deepfakedetect.models.pretrained import DEFAULT_MODEL_DIR, PretrainedMixin
 from deepfakedetect.models.temporal import embed_arrays
@@ -121,7 +132,7 @@ class Detector(PretrainedMixin):
         if self.backend == "onnxruntime":
             device = _onnx_device(device)
             precision = "fp32"  # ONNX Runtime runs the exported fp32 graph as it is
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.device = resolve_device(device)
         self.precision = precision
         self._autocast_dtype = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
@@ -143,6 +154,27 @@ class Detector(PretrainedMixin):
         self.temporal_head: nn.Module | None = None
 
     # ------------------------------------------------------------------ building
+    @classmethod
+    def check_plugins(cls, config: ModelConfig, *, source: str) -> None:
+        """Make the config's sampler and aggregator and look up its face detector, naming ``source`` on failure.
+
+        Raises:
+            ConfigError: a spec the plugin refuses.
+            UnknownPluginError: a name no registry (nor entry point) knows.
+        """
+        checks = (
+            ("video.sampler", lambda: get_sampler(config.video.sampler)),
+            ("video.aggregator", lambda: get_aggregator(config.video.aggregator)),
+            ("faces.detector", lambda: FACE_DETECTORS.get(config.faces.detector)),
+        )
+        for what, make in checks:
+            try:
+                make()
+            except UnknownPluginError as e:
+                raise UnknownPluginError(f"{source}: {what}: {e}") from None
+            except ConfigError as e:
+                raise ConfigError(f"{source}: {what}: {e}") from None
+
     def compile(self, enabled: bool = True) -> Detector:
         """Score through ``torch.compile`` from the next call on (for long runs); returns ``self``.
 
@@ -174,7 +206,7 @@ class Detector(PretrainedMixin):
         """Move the model (and later face detection) to ``device``; returns ``self``."""
         if self.backend != "torch":
             device = _onnx_device(device)
-        self.device = torch.device(device)
+        self.device = resolve_device(device)
         self.model.to(self.device)
         self._autocast_dtype = resolve_precision(self.precision, self.device)
         self._face_stage = None  # rebuilt on the new device when next needed
@@ -282,8 +314,7 @@ class Detector(PretrainedMixin):
             >>> det.score_arrays([np.zeros((64, 64, 3), np.uint8)] * 3).shape
             (3,)
         """
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = check_batch_size(batch_size)
         out = np.empty(len(images), dtype=np.float64)
         for start in range(0, len(images), batch_size):
             x = self.preprocess(images[start : start + batch_size])
@@ -440,9 +471,10 @@ class Detector(PretrainedMixin):
                 f"cannot use {describe_input(image)} as an image: pass a path, PIL image, "
                 "NumPy array, torch tensor, or a list of them"
             )
+        batch_size = check_batch_size(batch_size)
         thr = self.threshold if threshold is None else _check_threshold(threshold)
         results: list[ImageResult] = []
-        for start in range(0, len(items), max(1, batch_size)):
+        for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             arrays = [load_image(x) for x in chunk]
             for x, (score, faces) in zip(chunk, self._score_frames(arrays, batch_size=batch_size)):
@@ -534,14 +566,16 @@ class Detector(PretrainedMixin):
             >>> video.label, video.num_decoded, len(video.segments)
             ('fake', 8, 1)
         """
+        batch_size = check_batch_size(batch_size)
         cal = self.config.video_calibration
         thr = self.video_threshold if threshold is None else _check_threshold(threshold)
         frame_thr = self.threshold if threshold is None else thr
-        info = probe_video(path, allow_urls=allow_urls, timeout=timeout)
+        # Arguments first: a bad spec is an argument error, whatever the file.
         smp = get_sampler(sampler if sampler is not None else self.config.video.sampler)
         agg = get_aggregator(aggregator if aggregator is not None else self.config.video.aggregator)
         rule = people if people is not None else self.config.video.people
         resolve_people_rule(rule)  # an unknown rule fails before any decoding
+        info = probe_video(path, allow_urls=allow_urls, timeout=timeout)
         faces_on = self.config.faces.enabled
         features: list[np.ndarray] | None = None
         if getattr(agg, "needs_features", False):
@@ -777,13 +811,9 @@ class Detector(PretrainedMixin):
 
 
 def _onnx_device(device: str | torch.device | None) -> str:
-    if device is not None and torch.device(device).type != "cpu":
+    if device is not None and resolve_device(device).type != "cpu":
         raise ConfigError(f"the onnxruntime backend runs on the CPU; got device={str(device)!r}: use 'cpu' or None")
     return "cpu"
-
-
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
 # Aggregates of 0 or 1 (e.g. every frame saturated) are read as these logits.
@@ -798,9 +828,22 @@ def _recalibrate(score: float, temperature: float) -> float:
 
 
 def _check_threshold(threshold: float) -> float:
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
-    return float(threshold)
+    value = as_number(threshold)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"threshold must be a number in [0, 1], got {shorten(threshold)}")
+    return value
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` when it is a positive integer (not a bool), else :class:`ConfigError`.
+
+    Example:
+        >>> check_batch_size(8)
+        8
+    """
+    if as_int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {shorten(batch_size)}")
+    return int(batch_size)
 
 
 def _reduce_faces(faces: tuple[FaceResult, ...], how: str) -> float | None:

@@ -8,8 +8,10 @@ only when that subcommand runs.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import math
+from typing import Any, NoReturn
 
+from deepfakedetect._untrusted import printable
 from deepfakedetect._version import __version__
 
 __all__ = ["build_parser"]
@@ -28,6 +30,15 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, exit code 2, like every other error.
+
+    Subcommand parsers are made from the same class (argparse's ``add_subparsers``
+    default), so ``deepfakedetect detect --batch-size x`` says so in one line too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"deepfakedetect: error: {self.prog}: {printable(message)} (see '{self.prog} --help')\n")
 def _add_scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--flip",
@@ -45,7 +56,7 @@ def _add_scoring_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deepfakedetect", description="Tell real faces, images and videos from deepfakes."
     )
     parser.add_argument("--version", action="version", version=f"deepfakedetect {__version__}")
@@ -73,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     d.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
     _add_scoring_args(d)
-    d.add_argument("--batch-size", type=int, default=32)
+    d.add_argument("--batch-size", type=_positive_int, default=32, help="images, face crops or frames per forward pass")
     d.add_argument(
         "--compile",
         action="store_true",
@@ -84,6 +95,16 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.add_argument("--output", default=None, help="append one JSON line per input to this file (see --resume)")
     d.add_argument("--resume", action="store_true", help="with --output, skip inputs already in the file")
+    d.add_argument(
+        "--overwrite", action="store_true", help="with --output, start the file afresh even if it holds results"
+    )
+    d.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="give up on an input whose decoding makes no progress for this long (default: 120)",
+    )
     d.set_defaults(run="deepfakedetect.cli.detect:run")
 
     _add_train_parsers(sub)
@@ -140,6 +161,16 @@ def _add_deploy_parsers(subparsers: Any) -> None:
     s.add_argument("--temp-dir", default=None, metavar="DIR", help="where uploads are kept while scored")
     s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     s.set_defaults(run="deepfakedetect.cli.serve:run")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -210,6 +241,9 @@ def _add_train_parsers(subparsers: Any) -> None:
     t.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     t.add_argument("--no-calibrate", action="store_true", help="keep temperature 1 and threshold 0.5")
     t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.safetensors")
+    t.add_argument(
+        "--overwrite", action="store_true", help="replace the model (and the run) already in --out, if any"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")

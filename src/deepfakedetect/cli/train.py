@@ -12,7 +12,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deepfakedetect._config import CONFIG_NAME, WEIGHTS_NAME
 from deepfakedetect._errors import ConfigError
+from deepfakedetect._untrusted import printable
 from deepfakedetect._utils import jsonable
 from deepfakedetect.cli.detect import uncertain_band_option
 from deepfakedetect.detector import Detector
@@ -61,8 +63,28 @@ def run_temporal(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What makes a folder hold a model (or a run) that ``train --out`` would replace.
+_MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, "checkpoints/last.safetensors")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse to replace a model folder unless told (--overwrite) or continuing its run (--resume)."""
+    out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: choose one")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is not a folder; pass a folder for the model")
+    found = [name for name in _MODEL_FILES if (out / name).exists()]
+    if found and not (args.overwrite or args.resume):
+        raise ConfigError(
+            f"--out {out} already holds a model or a run ({', '.join(found)}): pass --overwrite to replace it, "
+            "--resume to continue its run, or another --out"
+        )
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``deepfakedetect train``."""
+    _check_out(args)  # a temporal model is written to --out too
     if args.temporal:
         return run_temporal(args)
     if args.model is not None:
@@ -130,7 +152,7 @@ def run_train(args: argparse.Namespace) -> int:
                 f"{split}: accuracy {m[f'{split}_accuracy']:.4f}, ROC AUC {_num(m[f'{split}_auc']):.4f}, "
                 f"EER {_num(m[f'{split}_eer']):.4f}, log loss {m[f'{split}_log_loss']:.4f} ({m[f'{split}_n']} images)"
             )
-    print(f"model written to {args.out} (load with Detector.from_pretrained({str(args.out)!r}))")
+    print(f"model written to {printable(args.out)} (load with Detector.from_pretrained({str(args.out)!r}))")
     sys.stdout.flush()
     return 0
 

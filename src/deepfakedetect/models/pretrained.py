@@ -220,13 +220,18 @@ class PretrainedMixin:
             force_download=force_download,
         )
         config = ModelConfig.load(files.config)
-        model = build_model_from_state(
-            config.backbone,
-            load_safetensors(files.weights),
-            source=str(files.weights),
-            num_outputs=config.num_outputs,
-            backbone_kwargs=config.backbone_kwargs,
-        )
+        cls.check_plugins(config, source=str(files.config))
+        state = load_safetensors(files.weights)
+        try:
+            model = build_model_from_state(
+                config.backbone,
+                state,
+                source=str(files.weights),
+                num_outputs=config.num_outputs,
+                backbone_kwargs=config.backbone_kwargs,
+            )
+        except ConfigError as e:  # the config's backbone or backbone_kwargs: name the file
+            raise ConfigError(f"{files.config}: {e}") from e.__cause__
         source = "default" if Path(str(repo_id_or_dir)) == DEFAULT_MODEL_DIR else files.source
         detector = cls(
             model,
@@ -246,6 +251,15 @@ class PretrainedMixin:
         # A temporal head saved beside the weights (a local folder; not fetched from the Hub yet).
         detector.temporal_head = load_temporal(Path(files.config).parent)
         return detector
+
+    @classmethod
+    def check_plugins(cls, config: ModelConfig, *, source: str) -> None:
+        """Check the plugins a config names (sampler, aggregator, face detector) exist and take its parameters.
+
+        Called when a model is loaded, so a bad spec fails there rather than at the first
+        video of a batch. The models layer knows no plugins; :class:`~deepfakedetect.Detector`
+        overrides this.
+        """
 
     def save_pretrained(
         self, save_directory: str | Path, *, dtype: torch.dtype = torch.float32, model_card: str | None = None
