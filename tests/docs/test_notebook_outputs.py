@@ -92,3 +92,8 @@ def test_executed_notebook_outputs_are_clean(path: Path, shared_dir: Path):
             else:
                 os.environ[k] = v
     assert _checks().problems_in_notebook(nb) == []
+    # Each cell described as a figure ("alt" in its metadata) shows one.
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("alt"):
+            shown = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+            assert len(shown) == 1, f"{path.name}: a figure cell shows {len(shown)} images:\n{cell.source[:200]}"
