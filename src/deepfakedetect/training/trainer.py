@@ -17,8 +17,10 @@ renamed, so a crash mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import torch
 
 from deepfakedetect._config import FaceConfig
 from deepfakedetect._errors import ConfigError
+from deepfakedetect._utils import atomic_write_text, jsonable, progress_enabled
 from deepfakedetect.detector import Detector
 from deepfakedetect.models.precision import PRECISIONS as _PRECISIONS
 from deepfakedetect.training.augment import AugmentConfig
@@ -40,6 +43,11 @@ from deepfakedetect.training.distributed import (
 from deepfakedetect.training.folders import DataArg
 from deepfakedetect.training.history import TrainResult
 from deepfakedetect.training.run import SELECT_METRICS, Run
+from deepfakedetect.training.temporal import (
+    TemporalTrainConfig,
+    list_videos,
+    train_temporal,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -135,6 +143,9 @@ class Trainer:
         progress: Progress bars (default: on unless ``DEEPFAKEDETECT_PROGRESS=0``).
         cache: ``"memory"``, ``"disk"`` (in ``out_dir/cache``) or ``None`` (decode
             every epoch).
+        target_precision: The class-balanced precision each call must reach on the
+            validation data outside the uncertain band (``docs/concepts/calibration.md``);
+            ``None`` fits no band.
         calibrate: Fit temperature, threshold and operating points on validation
             data at the end.
         val_fraction: Share of each class held out for validation from a folder
@@ -187,6 +198,7 @@ class Trainer:
         progress: bool | None = None,
         cache: str | None = "memory",
         calibrate: bool = True,
+        target_precision: float | None = 0.9,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         strict: bool = False,
@@ -219,6 +231,10 @@ class Trainer:
         _check_number("grad_clip", grad_clip, 1e-6, 1e6, allow_none=True)
         _check_number("self_blend", self_blend, 0.0, 10.0)
         _check_number("val_fraction", val_fraction, 0.0, 0.9)
+        if target_precision is not None and not (
+            isinstance(target_precision, (int, float)) and 0.5 < float(target_precision) <= 1.0
+        ):
+            raise ConfigError(f"target_precision must be in (0.5, 1] or None, got {target_precision!r}")
         _check_number("test_fraction", test_fraction, 0.0, 0.9)
         if unfreeze_at_epoch is not None and not freeze_backbone:
             raise ConfigError("unfreeze_at_epoch needs freeze_backbone=True (it says when the frozen backbone thaws)")
@@ -260,6 +276,7 @@ class Trainer:
         self.progress = progress
         self.cache = cache
         self.calibrate = calibrate
+        self.target_precision = None if target_precision is None else float(target_precision)
         self.val_fraction = float(val_fraction)
         self.test_fraction = float(test_fraction)
         self.strict = strict
@@ -277,7 +294,8 @@ class Trainer:
             "init_weights": (
                 f"detector:{self.backbone.source}"
                 if isinstance(self.backbone, Detector)
-                else None if self.weights is None else str(self.weights)
+                # The file's name only: a path would name the training machine's folders.
+                else None if self.weights is None else Path(str(self.weights)).name
             ),
             "epochs": self.epochs,
             "batch_size": self.batch_size,
@@ -300,7 +318,9 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ fit
-    def fit(self, data: DataArg, *, val: DataArg | None = None, resume: bool = False) -> TrainResult:
+    def fit(
+        self, data: DataArg, *, val: DataArg | None = None, val_videos: DataArg | None = None, resume: bool = False
+    ) -> TrainResult:
         """Train on ``data``, keep the best epoch, calibrate, and return the detector.
 
         Args:
@@ -309,6 +329,11 @@ class Trainer:
             val: Validation folder(s) instead of the ``val/`` split or a split-off
                 share of ``data`` (its ``val/`` split when it has split folders,
                 else all of it).
+            val_videos: Validation video folder(s) (``real/`` and ``fake/`` holding
+                videos): the trained detector scores them at video level (the config's
+                sampler and aggregator) and fits its video calibration on them
+                (``config.video_calibration``). Without them, videos use the image
+                calibration.
             resume: Continue from ``out_dir/checkpoints/last.safetensors`` when it
                 exists (the same settings and data are required); a finished run is
                 only finalised again.
@@ -327,8 +352,72 @@ class Trainer:
             raise ConfigError("resume=True needs out_dir (where the checkpoints are)")
         dist, device = setup_distributed(self.device)
         try:
-            return Run(self, dist, device).fit(data, val=val, resume=resume)
+            return Run(self, dist, device).fit(data, val=val, val_videos=val_videos, resume=resume)
         finally:
             dist.close()
+
+    def fit_temporal(
+        self,
+        videos: str | os.PathLike[str],
+        *,
+        val: str | os.PathLike[str] | None = None,
+        config: TemporalTrainConfig | None = None,
+    ) -> TrainResult:
+        """Train a temporal head over the face tracks of videos (the ``temporal`` aggregator).
+
+        The trainer's ``backbone`` must be a :class:`Detector` with the face stage on; its
+        weights stay frozen. Each video's frames are sampled as inference samples them,
+        faces are found, linked into tracks and embedded once (cached in
+        ``out_dir/embeddings`` unless ``cache=None``, so later runs do not decode video),
+        and a small GRU or 1-D convolution learns from each video's longest track (see
+        :func:`~deepfakedetect.training.temporal.train_temporal`). The head is set on the
+        detector (``detector.temporal_head``); with ``out_dir`` the detector is saved there
+        with ``temporal.json``, ``temporal.safetensors`` and ``temporal_report.json``.
+
+        Args:
+            videos: A folder with ``real/`` and ``fake/`` videos.
+            val: The same for validation; the epoch of lowest validation log loss is kept.
+            config: Head and training settings (default: ``TemporalTrainConfig(seed=``
+                this trainer's seed ``)``; the trainer's other settings are for images).
+
+        Returns:
+            A :class:`TrainResult`: the detector with its head, the per-epoch history
+            (``train_loss``, ``val_loss``, ``val_auc``), the kept epoch, the kept
+            epoch's validation metrics, and the embedding time as ``data_seconds``.
+
+        Raises:
+            ConfigError: the backbone is a model name, or its face stage is off.
+            DatasetError: a folder without ``real/`` or ``fake/`` videos, or no faces.
+        """
+        det = self.backbone
+        if not isinstance(det, Detector) or not det.config.faces.enabled:
+            raise ConfigError(
+                "fit_temporal learns from a trained detector's face embeddings: pass one with the face stage on, "
+                "e.g. Trainer(Detector.from_pretrained(), out_dir=...).fit_temporal('videos/')"
+            )
+        cfg = config if config is not None else TemporalTrainConfig(seed=self.seed)
+        out = self.out_dir
+        show = progress_enabled(self.progress)  # progress lines on stderr, as the progress bars
+        head, report = train_temporal(
+            det,
+            list_videos(videos),
+            val=list_videos(val) if val is not None else (),
+            config=cfg,
+            cache_dir=out / "embeddings" if out is not None and self.cache is not None else None,
+            progress=(lambda line: print(line, file=sys.stderr, flush=True)) if show else None,
+        )
+        det.temporal_head = head
+        best = report["history"][report["best_epoch"] - 1]
+        if out is not None:
+            det.save_pretrained(out)
+            atomic_write_text(out / "temporal_report.json", json.dumps(jsonable(report), indent=2) + "\n")
+        return TrainResult(
+            detector=det,
+            history=report["history"],
+            best_epoch=report["best_epoch"],
+            metrics={k: v for k, v in best.items() if k.startswith("val_")},
+            out_dir=out,
+            data_seconds=float(report["embed_seconds"]),
+        )
 
 
