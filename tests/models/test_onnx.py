@@ -217,3 +217,22 @@ def test_the_web_service_runs_an_onnx_detector(resnet_export: tuple[Detector, Pa
     assert model["backend"] == "onnxruntime" and model["explain"] is False  # the page hides Grad-CAM
     assert "explanations" not in got or got["explanations"] == []
     assert got["fake_score"] == pytest.approx(torch_det.detect_image(image).fake_score, abs=TOLERANCE)
+
+
+@pytest.mark.slow
+def test_cli_export_then_detect_with_onnxruntime(
+    resnet_export: tuple[Detector, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from deepfakedetect.cli import main
+
+    torch_det, _ = resnet_export
+    folder = torch_det.save_pretrained(tmp_path / "torch")
+    assert main(["export", str(folder), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
+    assert "model.onnx" in capsys.readouterr().out
+    image = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (60, 60, 3), dtype=np.uint8)).save(image)
+    assert main(["detect", str(image), "--model", str(tmp_path / "onnx"), "--backend", "onnxruntime", "--json"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert record["fake_score"] == pytest.approx(torch_det.detect_image(image).fake_score, abs=TOLERANCE)
