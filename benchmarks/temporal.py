@@ -7,8 +7,9 @@ Data: the FaceForensics++ c23 videos of the shared data, split by identity group
 choice of epoch and of the default); the default model is the frozen backbone.
 
 For each video the inference sampler's 32 frames (``uniform``) are decoded, faces found,
-scored and embedded once (cached under ``--out/cache``; the training videos also at two
-shifted samplings). Then, per video:
+scored and embedded once (cached under ``--out/cache``; a second run reads the cache).
+The heads are trained by ``train_temporal``, what ``Trainer.fit_temporal`` and
+``deepfakedetect train VIDEOS --temporal`` run, on the training groups' videos. Then, per video:
 
 - ``frames, <agg>``: today's behaviour before people: each frame's score is its most fake
   face's, and the aggregator runs over the frames;
@@ -26,6 +27,7 @@ with the validation-best head into DIR (for ``Detector.from_pretrained(DIR)``).
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import shutil
 import sys
@@ -129,11 +131,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", default="0,1,2", help="comma-separated training seeds")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--table", type=Path, help="also write the Markdown table here")
-    ap.add_argument("--save", type=Path, help="write the default model with the validation-best head here")
+    ap.add_argument("--save", type=Path, help="write the model with the validation-best head here")
+    ap.add_argument("--model", default=None, help="the model whose backbone embeds the faces (default: built-in)")
     args = ap.parse_args(argv)
     cache = args.out / "cache"
-    det = Detector.from_pretrained()
+    det = Detector.from_pretrained(args.model)
     split = ffpp_videos(args.shared)
+    load_start = "/".join(f"{x:.1f}" for x in os.getloadavg())
     t0 = time.perf_counter()
     emb = {p: embeddings(det, p, cache) for s in ("val", "test") for p, _ in split[s]}
     embed_eval_s = time.perf_counter() - t0
@@ -168,7 +172,9 @@ def main(argv: list[str] | None = None) -> int:
                 best_head = (key[0], key[1], name, head)
 
     lines = [
-        f"CPU: {cpu_model()}, {len(__import__('os').sched_getaffinity(0))} cores visible, shared with other work.",
+        f"CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores visible, shared with other work; "
+        f"load average at the start {load_start}, at the end {'/'.join(f'{x:.1f}' for x in os.getloadavg())}.",
+        f"Model: {det.source}.",
         f"Held-out test: {len(split['test'])} videos ({sum(y == 0 for _, y in split['test'])} real); "
         f"validation: {len(split['val'])} ({sum(y == 0 for _, y in split['val'])} real); "
         f"training: {len(split['train'])}. Per-method AUC: that method's fakes against all held-out reals.",
@@ -189,10 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.table:
         args.table.write_text(table + "\n", encoding="utf-8")
     if args.save and best_head is not None:
-        src = Path(__import__("deepfakedetect").__file__).parent / "_default_model"
         if args.save.exists():
             shutil.rmtree(args.save)
-        shutil.copytree(src, args.save)
+        det.save_pretrained(args.save)
         save_temporal(args.save, best_head[3])
         print(f"saved the default model with {best_head[2]} to {args.save}", file=sys.stderr)
     return 0

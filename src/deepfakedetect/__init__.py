@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         InputError,
         ModelLoadError,
         NoFacesError,
+        OutputError,
         UnknownPluginError,
         VideoDecodeError,
     )
@@ -72,6 +73,7 @@ _EXPORTS: dict[str, str] = {
     "ModelConfig": "deepfakedetect._config",
     "ModelLoadError": "deepfakedetect._errors",
     "NoFacesError": "deepfakedetect._errors",
+    "OutputError": "deepfakedetect._errors",
     "Person": "deepfakedetect.results",
     "PersonFrame": "deepfakedetect.results",
     "PreprocessConfig": "deepfakedetect._config",
@@ -112,6 +114,7 @@ __all__ = [
     "ModelConfig",
     "ModelLoadError",
     "NoFacesError",
+    "OutputError",
     "Person",
     "PersonFrame",
     "PreprocessConfig",

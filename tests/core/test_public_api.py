@@ -36,6 +36,7 @@ PUBLIC = [
     "ModelConfig",
     "ModelLoadError",
     "NoFacesError",
+    "OutputError",
     "Person",
     "PersonFrame",
     "PreprocessConfig",

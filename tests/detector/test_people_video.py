@@ -3,7 +3,8 @@
 - two people side by side (a real clip and a fake one, ``hstack``), and the same swapped:
   two people, the fake side's person scores higher, the video is fake;
 - one clip: one person;
-- two clips one after the other (a cut), the faces in the same place: two people.
+- two clips one after the other (a cut), the faces in the same place: two people;
+- ``deepfakedetect detect DIR --output``: a line per person, and the people in the records.
 
 Clips from identity groups the default model was never trained on; a few seconds,
 downscaled, few sampled frames, so that the module runs in well under a minute.
@@ -11,6 +12,7 @@ downscaled, few sampled frames, so that the module runs in well under a minute.
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 
@@ -18,6 +20,7 @@ import imageio_ffmpeg
 import pytest
 
 from deepfakedetect import Detector
+from deepfakedetect.cli import main
 from deepfakedetect.video.tracks import link_faces
 
 pytestmark = [pytest.mark.shared, pytest.mark.slow]
@@ -114,3 +117,20 @@ def test_a_cut_between_two_shots_does_not_merge_two_people(ffpp: Path, detector:
     # The faces are close enough that their boxes alone would link them: only the cut keeps them apart.
     boxes = [[face.box for face in frame.faces] for frame in result.frames]
     assert len(link_faces(boxes)) == 1
+
+
+def test_detect_a_folder_prints_and_records_the_people(
+    ffpp: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    side_by_side(ffpp, REAL, FAKE, folder / "two.mp4")
+    out = tmp_path / "results.jsonl"
+    assert main(["detect", str(folder), "--sampler", SAMPLER, "--output", str(out), "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "people=2" in printed and printed.count("\n  person ") == 2
+    (record,) = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(record["people"]) == 2
+    fake = max(record["people"], key=lambda p: p["fake_score"])
+    assert fake["label"] == "fake" and record["fake_score"] == pytest.approx(fake["fake_score"])
+    assert all(len(p["frames"]) == p["num_frames"] and len(p["frames"][0]["box"]) == 4 for p in record["people"])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepfakedetect import ConfigError, DatasetError, ModelLoadError, VideoInfo
+from deepfakedetect import ConfigError, DatasetError, ModelLoadError, Trainer, VideoInfo
 from deepfakedetect._metrics import roc_auc
 from deepfakedetect.models.temporal import (
     TemporalConfig,
@@ -112,3 +112,8 @@ def test_jittered_samplings_take_one_frame_per_part_and_the_middle_one_is_the_un
     shifted = jittered_indices(478, 32, 0.2)
     assert len(shifted) == 32 and all(0 <= i < 478 for i in shifted)
     assert jittered_indices(10, 32, 0.2) == list(range(10))
+
+
+def test_the_trainer_refuses_temporal_training_without_a_face_detector(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="face stage on"):
+        Trainer("resnet18", weights=None, progress=False).fit_temporal(tmp_path)

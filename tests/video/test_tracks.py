@@ -109,6 +109,10 @@ def test_the_assignment_is_optimal_with_scipy_and_greedy_without_it(
     monkeypatch.setattr(builtins, "__import__", no_scipy)
     monkeypatch.setattr(tracks, "_warned_greedy", False)
     with caplog.at_level(logging.WARNING, logger="deepfakedetect.video.tracks"):
+        # One track (or one face): nothing competes, the cheapest pair is optimal and nobody is warned.
+        assert tracks._assign(np.array([[2.0, 1.0, 3.0]])) == [(0, 1)]
+        assert tracks._assign(np.array([[2.0], [1.0]])) == [(1, 0)]
+        assert caplog.text == ""
         assert sorted(tracks._assign(cost)) == [(0, 0), (1, 1)]  # cheapest first: total 11
     assert "deepfakedetect[tracking]" in caplog.text
     # Impossible pairs are never made, by either method.

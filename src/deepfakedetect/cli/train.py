@@ -12,18 +12,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deepfakedetect._config import CONFIG_NAME, WEIGHTS_NAME
 from deepfakedetect._errors import ConfigError
-from deepfakedetect._utils import atomic_write_text, jsonable
+from deepfakedetect._untrusted import printable
+from deepfakedetect._utils import jsonable
 from deepfakedetect.cli.detect import uncertain_band_option
 from deepfakedetect.detector import Detector
 from deepfakedetect.training.augment import AugmentConfig
 from deepfakedetect.training.calibrate import calibrate_detector
 from deepfakedetect.training.evaluate import evaluate
-from deepfakedetect.training.temporal import (
-    TemporalTrainConfig,
-    list_videos,
-    train_temporal,
-)
+from deepfakedetect.training.temporal import TemporalTrainConfig
 from deepfakedetect.training.trainer import Trainer
 
 __all__ = ["run_calibrate", "run_evaluate", "run_temporal", "run_train"]
@@ -33,6 +31,8 @@ def run_temporal(args: argparse.Namespace) -> int:
     """``deepfakedetect train VIDEOS --temporal``: a temporal head over face tracks, saved with its model."""
     if len(args.data) != 1:
         raise ConfigError("train --temporal takes one folder of real/ and fake/ videos")
+    if args.val is not None and len(args.val) != 1:
+        raise ConfigError("train --temporal takes one --val folder of real/ and fake/ videos")
     detector = Detector.from_pretrained(args.model, device=args.device)
     cfg = TemporalTrainConfig(
         kind=args.temporal_kind,
@@ -40,36 +40,51 @@ def run_temporal(args: argparse.Namespace) -> int:
         num_frames=args.frames,
         seed=args.seed,
     )
-    val = list_videos(args.val[0]) if args.val else []
-    out = Path(args.out)
-    cache = None if args.cache == "none" else out / "embeddings"
-    quiet = args.no_progress or args.json
-    head, report = train_temporal(
+    trainer = Trainer(
         detector,
-        list_videos(args.data[0]),
-        val=val,
-        config=cfg,
-        cache_dir=cache,
-        progress=None if quiet else lambda line: print(line, file=sys.stderr),
+        seed=args.seed,
+        out_dir=args.out,
+        cache=None if args.cache == "none" else "disk",
+        progress=not (args.no_progress or args.json),
     )
-    detector.temporal_head = head
-    detector.save_pretrained(out)
-    atomic_write_text(out / "temporal_report.json", json.dumps(jsonable(report), indent=2) + "\n")
+    result = trainer.fit_temporal(args.data[0], val=args.val[0] if args.val else None, config=cfg)
+    out = Path(args.out)
+    report = json.loads((out / "temporal_report.json").read_text(encoding="utf-8"))
     if args.json:
         print(json.dumps(jsonable({"out_dir": str(out), **report})))
     else:
-        last = report["history"][report["best_epoch"] - 1]
+        m = result.metrics
         print(
-            f"temporal head ({cfg.kind}) saved in {out}: epoch {report['best_epoch']} of {cfg.epochs} kept"
-            + (f", validation AUC {last['val_auc']:.4f}, log loss {last['val_loss']:.4f}" if "val_auc" in last else "")
+            f"temporal head ({cfg.kind}) saved in {out}: epoch {result.best_epoch} of {cfg.epochs} kept"
+            + (f", validation AUC {m['val_auc']:.4f}, log loss {m['val_loss']:.4f}" if "val_auc" in m else "")
             + f"; {report['train_videos']} training videos, {report['embed_seconds']:.0f} s embedding, "
             f"{report['train_seconds']:.0f} s training. Use it with --aggregator temporal --model {out}"
         )
     return 0
 
 
+#: What makes a folder hold a model (or a run) that ``train --out`` would replace.
+_MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, "checkpoints/last.safetensors")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse to replace a model folder unless told (--overwrite) or continuing its run (--resume)."""
+    out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: choose one")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is not a folder; pass a folder for the model")
+    found = [name for name in _MODEL_FILES if (out / name).exists()]
+    if found and not (args.overwrite or args.resume):
+        raise ConfigError(
+            f"--out {out} already holds a model or a run ({', '.join(found)}): pass --overwrite to replace it, "
+            "--resume to continue its run, or another --out"
+        )
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``deepfakedetect train``."""
+    _check_out(args)  # a temporal model is written to --out too
     if args.temporal:
         return run_temporal(args)
     if args.model is not None:
@@ -137,7 +152,7 @@ def run_train(args: argparse.Namespace) -> int:
                 f"{split}: accuracy {m[f'{split}_accuracy']:.4f}, ROC AUC {_num(m[f'{split}_auc']):.4f}, "
                 f"EER {_num(m[f'{split}_eer']):.4f}, log loss {m[f'{split}_log_loss']:.4f} ({m[f'{split}_n']} images)"
             )
-    print(f"model written to {args.out} (load with Detector.from_pretrained({str(args.out)!r}))")
+    print(f"model written to {printable(args.out)} (load with Detector.from_pretrained({str(args.out)!r}))")
     sys.stdout.flush()
     return 0
 

@@ -33,6 +33,7 @@ from deepfakedetect.models.backbones import build_model, build_model_from_state
 from deepfakedetect.models.card import render_model_card
 from deepfakedetect.models.hub import resolve_model_files, upload_model_folder
 from deepfakedetect.models.manifest import MANIFEST_NAME, TrainingManifest
+from deepfakedetect.models.onnx import OnnxClassifier, check_backend, resolve_onnx_files
 from deepfakedetect.models.temporal import load_temporal, save_temporal
 from deepfakedetect.models.weights import load_safetensors
 
@@ -52,8 +53,10 @@ class PretrainedMixin:
 
     model: nn.Module
     config: ModelConfig
+    backend: str
     _hub_options: dict[str, Any]
     training_manifest: TrainingManifest | None
+    _onnx_face_detector: Path | None
     temporal_head: nn.Module | None
 
     if TYPE_CHECKING:  # Detector's constructor, which these class methods call
@@ -143,6 +146,7 @@ class PretrainedMixin:
         face_detector: FaceDetector | None = None,
         flip: bool | None = None,
         uncertain_band: tuple[float, float] | bool | None = None,
+        backend: str = "torch",
     ) -> D:
         """Load a detector from a model folder, a Hugging Face Hub repo, or the default model.
 
@@ -161,13 +165,18 @@ class PretrainedMixin:
             flip: Test-time flip on or off (default: the config's ``test_time_flip``).
             uncertain_band: ``(low, high)`` instead of the calibrations' bands, or
                 ``False`` for none (default: the model's).
+            backend: ``"torch"``, or ``"onnxruntime"`` for a folder (or Hub repo) written by
+                :meth:`~deepfakedetect.Detector.export_onnx`: its ONNX files run with ONNX
+                Runtime on the CPU, in fp32 (``precision`` does not apply), and the rest of
+                the pipeline is unchanged. Needs the ``[onnx]`` extra.
 
         The model folder's ``training_manifest.json``, when there is one beside
         ``config.json``, becomes ``detector.training_manifest``.
 
         Raises:
             ModelLoadError: missing files, corrupt or mismatched weights, download failures.
-            ConfigError: an invalid or newer ``config.json``.
+            ConfigError: an invalid or newer ``config.json``; an unknown backend; with
+                ``"onnxruntime"``, a device other than the CPU or a missing onnxruntime.
 
         Example:
             >>> from deepfakedetect import Detector
@@ -180,6 +189,28 @@ class PretrainedMixin:
                     "reinstall deepfakedetect or pass a model folder or Hub repo id"
                 )
             repo_id_or_dir = DEFAULT_MODEL_DIR
+        if check_backend(backend) == "onnxruntime":
+            onnx_files = resolve_onnx_files(
+                repo_id_or_dir,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                token=token,
+                force_download=force_download,
+            )
+            onnx_detector = cls(
+                OnnxClassifier(onnx_files.classifier),
+                ModelConfig.load(onnx_files.config),
+                device=device,
+                face_detector=face_detector,
+                source=onnx_files.source,
+                revision=onnx_files.revision,
+                flip=flip,
+                uncertain_band=uncertain_band,
+            )
+            onnx_detector._onnx_face_detector = onnx_files.face_detector
+            onnx_detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+            return onnx_detector
         files = resolve_model_files(
             repo_id_or_dir,
             revision=revision,
@@ -189,13 +220,18 @@ class PretrainedMixin:
             force_download=force_download,
         )
         config = ModelConfig.load(files.config)
-        model = build_model_from_state(
-            config.backbone,
-            load_safetensors(files.weights),
-            source=str(files.weights),
-            num_outputs=config.num_outputs,
-            backbone_kwargs=config.backbone_kwargs,
-        )
+        cls.check_plugins(config, source=str(files.config))
+        state = load_safetensors(files.weights)
+        try:
+            model = build_model_from_state(
+                config.backbone,
+                state,
+                source=str(files.weights),
+                num_outputs=config.num_outputs,
+                backbone_kwargs=config.backbone_kwargs,
+            )
+        except ConfigError as e:  # the config's backbone or backbone_kwargs: name the file
+            raise ConfigError(f"{files.config}: {e}") from e.__cause__
         source = "default" if Path(str(repo_id_or_dir)) == DEFAULT_MODEL_DIR else files.source
         detector = cls(
             model,
@@ -215,6 +251,15 @@ class PretrainedMixin:
         # A temporal head saved beside the weights (a local folder; not fetched from the Hub yet).
         detector.temporal_head = load_temporal(Path(files.config).parent)
         return detector
+
+    @classmethod
+    def check_plugins(cls, config: ModelConfig, *, source: str) -> None:
+        """Check the plugins a config names (sampler, aggregator, face detector) exist and take its parameters.
+
+        Called when a model is loaded, so a bad spec fails there rather than at the first
+        video of a batch. The models layer knows no plugins; :class:`~deepfakedetect.Detector`
+        overrides this.
+        """
 
     def save_pretrained(
         self, save_directory: str | Path, *, dtype: torch.dtype = torch.float32, model_card: str | None = None
@@ -239,6 +284,9 @@ class PretrainedMixin:
         Returns:
             The folder.
 
+        Raises:
+            ConfigError: for a detector that runs with ONNX Runtime (it has no torch weights).
+
         Example:
             >>> from deepfakedetect import Detector
             >>> import tempfile
@@ -247,6 +295,7 @@ class PretrainedMixin:
             >>> sorted(p.name for p in out.iterdir())
             ['README.md', 'config.json', 'model.safetensors']
         """
+        self._need_torch_weights("save_pretrained")
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         state = {
@@ -296,6 +345,7 @@ class PretrainedMixin:
             >>> from deepfakedetect import Detector
             >>> Detector.from_backbone("resnet18").push_to_hub("me/my-detector")  # doctest: +SKIP
         """
+        self._need_torch_weights("push_to_hub")
         with tempfile.TemporaryDirectory(prefix="deepfakedetect-push-") as tmp:
             self.save_pretrained(tmp, dtype=dtype, model_card=model_card)
             return upload_model_folder(
@@ -307,3 +357,9 @@ class PretrainedMixin:
                 commit_message=commit_message or f"Upload deepfakedetect {self.config.backbone} detector",
             )
 
+    def _need_torch_weights(self, what: str) -> None:
+        if self.backend != "torch":
+            raise ConfigError(
+                f"{what} writes torch weights, and this detector runs from ONNX files: upload or copy its "
+                "exported folder as it is, or load the torch model folder and call export_onnx again"
+            )

@@ -222,7 +222,7 @@ class EvaluationReport:
             from matplotlib.backends.backend_agg import FigureCanvasAgg
             from matplotlib.figure import Figure
         except ImportError as e:
-            raise ConfigError("plotting needs matplotlib: pip install 'deepfakedetect[plot]'") from e
+            raise ConfigError("plotting needs matplotlib: pip install matplotlib (the [plot] extra)") from e
         fig = Figure(figsize=(5, 5), dpi=100)
         FigureCanvasAgg(fig)
         ax = fig.add_subplot(1, 1, 1)

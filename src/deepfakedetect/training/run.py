@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 
 from deepfakedetect._errors import ConfigError, DatasetError, ModelLoadError
 from deepfakedetect._metrics import binary_metrics
+from deepfakedetect._untrusted import shorten
 from deepfakedetect._utils import jsonable, progress_enabled
 from deepfakedetect._version import __version__
 from deepfakedetect.detector import Detector
@@ -30,6 +31,7 @@ from deepfakedetect.training.augment import build_augment
 from deepfakedetect.training.calibrate import fit_video_calibration
 from deepfakedetect.training.checkpoint import (
     CHECKPOINT_FORMAT,
+    check_state,
     optimizer_from_parts,
     optimizer_to_parts,
     read_checkpoint,
@@ -496,8 +498,12 @@ class Run(EpochLoop):
     def _load_checkpoint(self, path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
         tensors, state = read_checkpoint(path)
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ModelLoadError(f"{path}: checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
-        saved = state.get("fingerprint", {})
+            raise ModelLoadError(
+                f"{path}: checkpoint format {shorten(state.get('format'))} is not {CHECKPOINT_FORMAT}; "
+                "delete it to start over"
+            )
+        check_state(state, path, optimizer=self.opt.state_dict())
+        saved = state["fingerprint"]
         diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in fingerprint.items() if saved.get(k) != v]
         if diffs:
             raise ConfigError(
@@ -514,10 +520,16 @@ class Run(EpochLoop):
             self.model.load_state_dict(model_state, strict=True)
         except RuntimeError as e:
             raise ModelLoadError(f"{path}: the checkpoint's weights do not fit the model: {e}") from e
-        self.opt.load_state_dict(optimizer_from_parts(tensors, state["optimizer"]))
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        restore_rng(tensors, state["rng"])
+        try:
+            self.opt.load_state_dict(optimizer_from_parts(tensors, state["optimizer"]))
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            restore_rng(tensors, state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise ModelLoadError(
+                f"{path}: the checkpoint's optimizer or random state cannot be restored "
+                f"({type(e).__name__}: {shorten(str(e), 200)}); delete it to start over"
+            ) from e
         return state
 
 

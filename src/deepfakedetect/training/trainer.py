@@ -17,8 +17,10 @@ renamed, so a crash mid-save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +29,7 @@ import torch
 
 from deepfakedetect._config import FaceConfig
 from deepfakedetect._errors import ConfigError
+from deepfakedetect._utils import atomic_write_text, jsonable, progress_enabled
 from deepfakedetect.detector import Detector
 from deepfakedetect.models.precision import PRECISIONS as _PRECISIONS
 from deepfakedetect.training.augment import AugmentConfig
@@ -40,6 +43,11 @@ from deepfakedetect.training.distributed import (
 from deepfakedetect.training.folders import DataArg
 from deepfakedetect.training.history import TrainResult
 from deepfakedetect.training.run import SELECT_METRICS, Run
+from deepfakedetect.training.temporal import (
+    TemporalTrainConfig,
+    list_videos,
+    train_temporal,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -347,5 +355,69 @@ class Trainer:
             return Run(self, dist, device).fit(data, val=val, val_videos=val_videos, resume=resume)
         finally:
             dist.close()
+
+    def fit_temporal(
+        self,
+        videos: str | os.PathLike[str],
+        *,
+        val: str | os.PathLike[str] | None = None,
+        config: TemporalTrainConfig | None = None,
+    ) -> TrainResult:
+        """Train a temporal head over the face tracks of videos (the ``temporal`` aggregator).
+
+        The trainer's ``backbone`` must be a :class:`Detector` with the face stage on; its
+        weights stay frozen. Each video's frames are sampled as inference samples them,
+        faces are found, linked into tracks and embedded once (cached in
+        ``out_dir/embeddings`` unless ``cache=None``, so later runs do not decode video),
+        and a small GRU or 1-D convolution learns from each video's longest track (see
+        :func:`~deepfakedetect.training.temporal.train_temporal`). The head is set on the
+        detector (``detector.temporal_head``); with ``out_dir`` the detector is saved there
+        with ``temporal.json``, ``temporal.safetensors`` and ``temporal_report.json``.
+
+        Args:
+            videos: A folder with ``real/`` and ``fake/`` videos.
+            val: The same for validation; the epoch of lowest validation log loss is kept.
+            config: Head and training settings (default: ``TemporalTrainConfig(seed=``
+                this trainer's seed ``)``; the trainer's other settings are for images).
+
+        Returns:
+            A :class:`TrainResult`: the detector with its head, the per-epoch history
+            (``train_loss``, ``val_loss``, ``val_auc``), the kept epoch, the kept
+            epoch's validation metrics, and the embedding time as ``data_seconds``.
+
+        Raises:
+            ConfigError: the backbone is a model name, or its face stage is off.
+            DatasetError: a folder without ``real/`` or ``fake/`` videos, or no faces.
+        """
+        det = self.backbone
+        if not isinstance(det, Detector) or not det.config.faces.enabled:
+            raise ConfigError(
+                "fit_temporal learns from a trained detector's face embeddings: pass one with the face stage on, "
+                "e.g. Trainer(Detector.from_pretrained(), out_dir=...).fit_temporal('videos/')"
+            )
+        cfg = config if config is not None else TemporalTrainConfig(seed=self.seed)
+        out = self.out_dir
+        show = progress_enabled(self.progress)  # progress lines on stderr, as the progress bars
+        head, report = train_temporal(
+            det,
+            list_videos(videos),
+            val=list_videos(val) if val is not None else (),
+            config=cfg,
+            cache_dir=out / "embeddings" if out is not None and self.cache is not None else None,
+            progress=(lambda line: print(line, file=sys.stderr, flush=True)) if show else None,
+        )
+        det.temporal_head = head
+        best = report["history"][report["best_epoch"] - 1]
+        if out is not None:
+            det.save_pretrained(out)
+            atomic_write_text(out / "temporal_report.json", json.dumps(jsonable(report), indent=2) + "\n")
+        return TrainResult(
+            detector=det,
+            history=report["history"],
+            best_epoch=report["best_epoch"],
+            metrics={k: v for k, v in best.items() if k.startswith("val_")},
+            out_dir=out,
+            data_seconds=float(report["embed_seconds"]),
+        )
 
 
