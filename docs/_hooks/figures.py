@@ -82,7 +82,6 @@ def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
     if not makers:
         return files
     os.environ.setdefault("DEEPFAKEDETECT_PROGRESS", "0")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     stamp = _library_stamp()
     shared: Path | None = None
     for name, (make, module_path) in makers.items():

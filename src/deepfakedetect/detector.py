@@ -31,7 +31,7 @@ from deepfakedetect.faces.onnx import RetinaFaceOnnxDetector, export_retinaface
 from deepfakedetect.io.images import describe_input, is_image_input, load_image
 from deepfakedetect.io.video import probe_video, read_frames
 from deepfakedetect.models.card import render_model_card
-from deepfakedetect.models.manifest import TrainingManifest
+from deepfakedetect.models.manifest import MANIFEST_NAME, TrainingManifest
 from deepfakedetect.models.onnx import (
     CLASSIFIER_ONNX,
     FACE_DETECTOR_ONNX,
@@ -762,8 +762,10 @@ class Detector(PretrainedMixin):
 
         Writes ``model.onnx`` (the classifier; input ``"input"`` (N, 3, S, S), output
         ``"logits"``, dynamic batch), ``face_detector.onnx`` when the face stage is on and
-        uses the built-in RetinaFace (dynamic batch, height and width), ``config.json`` and
-        a ``README.md`` model card. Each file is written to a temporary name and renamed.
+        uses the built-in RetinaFace (dynamic batch, height and width), ``config.json``, a
+        ``README.md`` model card and, when the detector has one, ``training_manifest.json``
+        (so ``evaluate`` checks the exported model against its training data too). Each
+        file is written to a temporary name and renamed.
         Load the folder with ``Detector.from_pretrained(folder, backend="onnxruntime")``;
         scores agree with this detector in fp32 to about 1e-6.
 
@@ -807,6 +809,11 @@ class Detector(PretrainedMixin):
         atomic_write(out / CONFIG_NAME, config.save)
         card = render_model_card(config)
         atomic_write(out / README_NAME, lambda p: p.write_text(card, encoding="utf-8"))
+        manifest_file = out / MANIFEST_NAME
+        if self.training_manifest is not None:  # evaluate() checks the exported model against it too
+            self.training_manifest.save(manifest_file)
+        else:
+            manifest_file.unlink(missing_ok=True)  # a stale one from an earlier export would be used
         return out
 
 

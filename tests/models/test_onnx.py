@@ -160,3 +160,29 @@ def test_an_exported_folder_loads_from_the_hub(resnet_export: tuple[Detector, Pa
     assert det.backend == "onnxruntime" and det.revision == sha
     image = np.random.default_rng(0).integers(0, 255, (80, 80, 3), dtype=np.uint8)
     assert det.detect_image(image).fake_score == pytest.approx(torch_det.detect_image(image).fake_score, abs=TOLERANCE)
+
+
+@pytest.mark.slow
+def test_export_keeps_the_training_manifest_and_loading_checks_the_plugins(
+    resnet_export: tuple[Detector, Path], tmp_path: Path
+) -> None:
+    import shutil
+
+    from deepfakedetect import UnknownPluginError
+    from deepfakedetect.models.manifest import TrainingManifest
+
+    torch_det, _ = resnet_export
+    torch_det.training_manifest = TrainingManifest().with_split("train", ["0123456789abcdef"])
+    try:
+        out = torch_det.export_onnx(tmp_path / "onnx")
+    finally:
+        torch_det.training_manifest = None
+    loaded = Detector.from_pretrained(out, backend="onnxruntime")
+    assert loaded.training_manifest is not None and loaded.training_manifest.seen("0123456789abcdef")
+
+    bad = shutil.copytree(out, tmp_path / "bad")
+    config = json.loads((bad / "config.json").read_text())
+    config["video"]["sampler"] = "no_such_sampler"
+    (bad / "config.json").write_text(json.dumps(config))
+    with pytest.raises(UnknownPluginError, match=r"config.json: video.sampler"):
+        Detector.from_pretrained(bad, backend="onnxruntime")

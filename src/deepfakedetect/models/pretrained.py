@@ -198,9 +198,11 @@ class PretrainedMixin:
                 token=token,
                 force_download=force_download,
             )
+            onnx_config = ModelConfig.load(onnx_files.config)
+            cls.check_plugins(onnx_config, source=str(onnx_files.config))
             onnx_detector = cls(
                 OnnxClassifier(onnx_files.classifier),
-                ModelConfig.load(onnx_files.config),
+                onnx_config,
                 device=device,
                 face_detector=face_detector,
                 source=onnx_files.source,
@@ -209,6 +211,8 @@ class PretrainedMixin:
                 uncertain_band=uncertain_band,
             )
             onnx_detector._onnx_face_detector = onnx_files.face_detector
+            onnx_manifest = Path(onnx_files.config).parent / MANIFEST_NAME  # written by export_onnx
+            onnx_detector.training_manifest = TrainingManifest.load(onnx_manifest) if onnx_manifest.is_file() else None
             onnx_detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
             return onnx_detector
         files = resolve_model_files(
