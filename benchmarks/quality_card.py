@@ -2,14 +2,15 @@
 
 ::
 
-    python benchmarks/quality_card.py runs/quality/v2_calibrated --name v2 \\
-        --eval-test runs/quality/eval_test.json --eval-val runs/quality/eval_val.json \\
+    python benchmarks/quality_card.py runs/quality/select/v2 --name v2 \\
+        --eval-test runs/quality/eval_test.json --eval-val runs/quality/select/select.json \\
         --out src/deepfakedetect/_default_model
 
 Writes half-precision weights, a ``config.json`` with no path of the build machine in it
 (data folders are kept by name only; the training manifest records the data by content),
 and a ``README.md`` model card whose numbers are read from ``benchmarks/quality_eval.py``'s
-JSON: the test table from ``--eval-test``, the validation numbers from ``--eval-val``.
+JSON: the test table from ``--eval-test``; the uncertain shares on validation from
+``--eval-val``, the JSON of ``benchmarks/quality_select.py``.
 """
 
 from __future__ import annotations
