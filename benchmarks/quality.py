@@ -53,6 +53,22 @@ STYLEGAN_FAKE_REPEAT = 4  # in the default model's training data (see prepare)
 INPUT_SIZE = 160
 EPOCHS = 10
 
+# The "v2" recipe (the default model since 0.2): its own FF++ group split, with two groups
+# for validation so that a video-level threshold can be fitted on videos of its own kind.
+V2_TEST_GROUPS = {("033", "097"), ("210", "241"), ("159", "175")}
+V2_VAL_GROUPS = {("134", "192"), ("648", "654")}
+# Frames per training video: Face2Face and FaceSwap have two training videos each against
+# ten for Deepfakes, so they get more frames each (per-method balance of distinct frames).
+V2_TRAIN_FRAMES = {"real": 96, "Deepfakes": 32, "Face2Face": 128, "FaceSwap": 128}
+V2_EVAL_FRAMES = {"real": 64, "fake": 24}  # validation and test frames per video
+V2_STYLEGAN_FAKE_REPEAT = 3
+SD21_SIZE = 256  # the SD 2.1 faces' size; their FFHQ partners are resized to it
+V2_AUGMENT = AugmentConfig(
+    color_p=0.6, brightness=0.3, contrast=0.3, blur_p=0.3, blur_sigma=(0.1, 2.0), jpeg_p=0.7, jpeg_quality=(40, 100)
+)
+V2_EPOCHS = 6
+V2_LR = 1e-4
+
 NO_JPEG = AugmentConfig(jpeg_p=0.0)
 FACES = FaceConfig(enabled=True, margin=1.3, min_confidence=0.8, select="all", reduce="max")
 
@@ -91,6 +107,11 @@ def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str,
             self_blend=1.0, title=f"default model: MobileNetV2, ImageNet, face crops, self-blended fakes, all data "
             f"(StyleGAN2 fakes x{STYLEGAN_FAKE_REPEAT})",
         ),
+        "v2": dict(
+            common, epochs=V2_EPOCHS, backbone="init", init="default", weights=None, faces=FACES, augment=V2_AUGMENT, data="v2",
+            self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
+            title="v2: the default run fine-tuned with SD 2.1 faces, more FF++ frames, stronger augmentation",
+        ),
         "default_sg1": dict(
             common, backbone="mobilenet_v2", weights=mnv2, faces=FACES, augment=AugmentConfig(), data="all_sg1",
             self_blend=1.0, title="the same, StyleGAN2 fakes not repeated",
@@ -112,28 +133,45 @@ def _ffpp_group(name: str) -> tuple[str, str]:
     return tuple(sorted(ids[:2]))  # type: ignore[return-value]
 
 
-def _ffpp_split(path: Path, groups: list[tuple[str, str]]) -> str:
+def _ffpp_split(path: Path, groups: list[tuple[str, str]], test: set[Any], val: set[Any]) -> str:
     ids = re.findall(r"\d{3}", path.name)
     for g in groups:
         if ids[0] in g:
-            if g in TEST_GROUPS:
+            if g in test:
                 return "test"
-            if g in VAL_GROUPS:
+            if g in val:
                 return "val"
             return "train"
     raise ValueError(f"{path}: no identity group")
 
 
-def ffpp_videos(shared: Path) -> dict[str, list[tuple[Path, int]]]:
-    """FF++ videos by split, each with its label (1 fake, 0 real)."""
+def ffpp_videos(shared: Path, recipe: str = "default") -> dict[str, list[tuple[Path, int]]]:
+    """FF++ videos by split, each with its label (1 fake, 0 real).
+
+    ``recipe`` picks the group split: ``"default"`` (the 0.1 model's) or ``"v2"``.
+    """
+    test, val = (V2_TEST_GROUPS, V2_VAL_GROUPS) if recipe == "v2" else (TEST_GROUPS, VAL_GROUPS)
     root = shared / "data" / "videos" / "ffpp_c23"
     fakes = sorted((root / "fake").glob("*.mp4"))
     groups = sorted({_ffpp_group(p.name) for p in fakes})
     out: dict[str, list[tuple[Path, int]]] = {"train": [], "val": [], "test": []}
     for label, folder in ((1, "fake"), (0, "real")):
         for p in sorted((root / folder).glob("*.mp4")):
-            out[_ffpp_split(p, groups)].append((p, label))
+            out[_ffpp_split(p, groups, test, val)].append((p, label))
     return out
+
+
+def ffpp_method(path: Path) -> str:
+    """``real`` for an original video, else the manipulation method (``Deepfakes``, ...)."""
+    return path.name.split("__")[0] if "__" in path.name and not path.name.startswith("youtube") else "real"
+
+
+def _split_files(files: list[Path], seed: int = 0) -> dict[str, list[Path]]:
+    """60/20/20, shuffled with ``seed`` (the split of the StyleGAN2 set and the SD 2.1 faces)."""
+    files = sorted(files)
+    random.Random(seed).shuffle(files)
+    n = len(files)
+    return {"train": files[: int(0.6 * n)], "val": files[int(0.6 * n) : int(0.8 * n)], "test": files[int(0.8 * n) :]}
 
 
 def _built(folder: Path, recipe: str) -> bool:
@@ -153,7 +191,7 @@ def _rebuild(folder: Path, recipe: str, build: Any) -> None:
     print(f"prepared {folder} ({time.time() - t0:.0f} s)", file=sys.stderr)
 
 
-def prepare(shared: Path, work: Path) -> None:
+def prepare(shared: Path, work: Path, *, ffpp: bool = True) -> None:
     """Build the dataset folders (symlinks to the shared files, plus generated files).
 
     Each folder records the recipe it was built from and is rebuilt only when that changes.
@@ -216,14 +254,88 @@ def prepare(shared: Path, work: Path) -> None:
     _rebuild(data / "lfw", "lfw links", lfw_links)
     _rebuild(data / "lfw_q75", "lfw test at JPEG q75", lfw_q75)
     _rebuild(data / "stylegan", "stylegan 60/20/20 seed 0", stylegan)
+    if not ffpp:  # only the v2 recipe asked for: it has FF++ frames of its own
+        return
     _rebuild(data / "ffpp_frames", frames, ffpp_frames)
     for repeat in (1, STYLEGAN_FAKE_REPEAT):
         name = "all" if repeat == STYLEGAN_FAKE_REPEAT else f"all_sg{repeat}"
         _rebuild(data / name, f"all: lfw, stylegan (train fakes x{repeat}), {frames}", lambda f, r=repeat: everything(f, r))
 
 
+def prepare_v2(shared: Path, work: Path) -> None:
+    """The v2 recipe's folders (built after :func:`prepare`, whose ``stylegan`` split it reuses).
+
+    - ``sd21``: the SD 2.1 faces split 60/20/20 (seed 0) and re-saved at JPEG quality 95,
+      4:2:0, beside the FFHQ reals of the same StyleGAN2 split resized to the same 256 px
+      (Lanczos) and saved the same way: both classes end with the same resize and codec.
+    - ``ffpp2_frames``: FF++ frames by the v2 group split (``V2_TRAIN_FRAMES`` per training
+      video, ``V2_EVAL_FRAMES`` per validation/test video), JPEG quality 95 for both classes.
+    - ``ffpp2_videos``: links to the v2 validation and test videos, by split and class.
+    - ``v2``: the training data, ``train/`` and ``val/`` only (no test split, so the
+      Trainer never scores a test file): LFW, StyleGAN2 (training fakes repeated
+      ``V2_STYLEGAN_FAKE_REPEAT`` times), SD 2.1 and the FF++ frames.
+    """
+    data = work / "data"
+    lfw = shared / "data" / "faces" / "lfw_faceswap"
+
+    def sd21(folder: Path) -> None:
+        fakes = _split_files(list((shared / "data" / "faces" / "sd21_faces" / "fake").glob("*.jpg")))
+        for split, fs in fakes.items():
+            for p in fs:
+                out = folder / split / "fake" / f"sd21__{p.name}"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                Image.open(p).convert("RGB").save(out, quality=95, subsampling=2)
+            for p in sorted((data / "stylegan" / split / "real").glob("*.jpg")):
+                out = folder / split / "real" / f"ffhq256__{p.name}"
+                out.parent.mkdir(parents=True, exist_ok=True)
+                im = Image.open(p).convert("RGB").resize((SD21_SIZE, SD21_SIZE), Image.LANCZOS)
+                im.save(out, quality=95, subsampling=2)
+
+    def ffpp2_frames(folder: Path) -> None:
+        for split, videos in ffpp_videos(shared, "v2").items():
+            for path, label in videos:
+                cls = "fake" if label else "real"
+                if split == "train":
+                    k = V2_TRAIN_FRAMES[ffpp_method(path)]
+                else:
+                    k = V2_EVAL_FRAMES[cls]
+                info = probe_video(path)
+                idx = np.linspace(0, info.num_frames - 1, k + 2)[1:-1].round().astype(int).tolist()
+                # At most 64 frames per read: ffmpeg fails ("Cannot allocate memory") on
+                # the select expression of 128 frames.
+                for chunk in range(0, len(idx), 64):
+                    for i, frame in read_frames(info, idx[chunk : chunk + 64]):
+                        out = folder / split / cls / f"{path.stem}_{i:05d}.jpg"
+                        out.parent.mkdir(parents=True, exist_ok=True)
+                        Image.fromarray(frame).save(out, quality=95)
+
+    def ffpp2_videos(folder: Path) -> None:
+        for split, videos in ffpp_videos(shared, "v2").items():
+            if split == "train":
+                continue
+            for path, label in videos:
+                _link(path, folder / split / ("fake" if label else "real") / path.name)
+
+    def v2(folder: Path) -> None:
+        for split in ("train", "val"):
+            for p in sorted((lfw / split).glob("*/*.jpg")):
+                _link(p, folder / split / p.parent.name / f"lfw__{p.name}")
+            for src_name in ("stylegan", "sd21", "ffpp2_frames"):
+                for p in sorted((data / src_name / split).glob("*/*.jpg")):
+                    cls = p.parent.name
+                    copies = V2_STYLEGAN_FAKE_REPEAT if (src_name, split, cls) == ("stylegan", "train", "fake") else 1
+                    for c in range(copies):
+                        _link(p, folder / split / cls / f"{src_name}__{p.stem}{f'__copy{c}' if c else ''}{p.suffix}")
+
+    frames = f"v2 ffpp frames: train {V2_TRAIN_FRAMES}, val/test {V2_EVAL_FRAMES}, test {sorted(V2_TEST_GROUPS)}, val {sorted(V2_VAL_GROUPS)}"
+    _rebuild(data / "sd21", f"sd21 60/20/20 seed 0, ffhq reals of the stylegan split at {SD21_SIZE} px, q95 4:2:0", sd21)
+    _rebuild(data / "ffpp2_frames", frames, ffpp2_frames)
+    _rebuild(data / "ffpp2_videos", frames, ffpp2_videos)
+    _rebuild(data / "v2", f"v2: lfw, stylegan (train fakes x{V2_STYLEGAN_FAKE_REPEAT}), sd21, {frames}", v2)
+
+
 # ---------------------------------------------------------------------- runs
-def train(name: str, spec: dict[str, Any], work: Path, *, force: bool) -> Detector:
+def train(name: str, spec: dict[str, Any], work: Path, *, force: bool, init: Path | None = None) -> Detector:
     out = work / name
     if force and out.exists():
         shutil.rmtree(out)
@@ -232,6 +344,13 @@ def train(name: str, spec: dict[str, Any], work: Path, *, force: bool) -> Detect
     spec = dict(spec)
     spec.pop("title")
     data = work / "data" / spec.pop("data")
+    if spec["backbone"] == "init":  # fine-tune a trained model: --init, else the run named by "init"
+        start = init if init is not None else work / spec["init"]
+        if not (start / "config.json").is_file():
+            raise SystemExit(f"{name} starts from the model in {start}: train that run first (--runs {spec['init']},{name})")
+        spec["backbone"] = Detector.from_pretrained(start)
+        spec.pop("weights")
+    spec.pop("init", None)
     t0 = time.time()
     ran: list[dict[str, Any]] = []
     result = Trainer(**spec, out_dir=out, progress=False, on_epoch_end=ran.append).fit(data, resume=True)
@@ -289,6 +408,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--video-frames", type=int, default=32)
     parser.add_argument("--force", action="store_true", help="train again even if a run's model exists")
     parser.add_argument(
+        "--init",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="the model the v2 run fine-tunes (default: the 'default' run's folder); the shipped v2 "
+        "started from the 0.1 default model (src/deepfakedetect/_default_model as of commit 9148931)",
+    )
+    parser.add_argument("--train-only", action="store_true", help="train (or resume) the runs, evaluate nothing")
+    parser.add_argument(
         "--export-default",
         type=Path,
         default=None,
@@ -306,11 +434,15 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in specs]
     if unknown:
         parser.error(f"unknown runs {unknown}; known: {', '.join(specs)}")
-    prepare(args.shared, args.out)
+    prepare(args.shared, args.out, ffpp=any(specs[n]["data"] != "v2" for n in names))
+    if any(specs[n]["data"] == "v2" for n in names):
+        prepare_v2(args.shared, args.out)
     data = args.out / "data"
     results = {}
     for name in names:
-        det = train(name, specs[name], args.out, force=args.force)
+        det = train(name, specs[name], args.out, force=args.force, init=args.init)
+        if args.train_only:
+            continue
         res_path = args.out / name / "quality.json"
         if res_path.exists() and not args.force:
             results[name] = json.loads(res_path.read_text())
@@ -325,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
             res["ffpp_video"] = video_metrics(det, args.shared, args.video_frames)
         res_path.write_text(json.dumps(res, indent=2, default=float))
         results[name] = res
+    if args.train_only:
+        return 0
     print(render(results, args))
     if args.export_default is not None:
         if "default" not in results:

@@ -7,8 +7,9 @@ A module in ``docs/_figures/`` declares the figures it makes::
 and a page shows one as ``![alt text](figures/home-faces.png)`` (relative to ``docs/``,
 so ``../figures/...`` from a page in a subfolder). The hook runs each function once, writes
 the file into ``.cache/docs-figures/`` and adds it to the site under ``figures/``. A figure
-is made again when its module or the library's source changes; delete the cache folder to
-force it.
+is made again when its module, the library's source or a file under ``docs/data/`` (the
+benchmark and evaluation results figures are drawn from) changes; delete the cache folder
+to force it.
 
 ``shared`` is the shared data folder: ``$DEEPFAKEDETECT_SHARED``, else ``../shared`` beside
 the repository. Figures are made from real data, so the build stops with a clear message
@@ -50,9 +51,10 @@ def shared_dir() -> Path:
 
 
 def _library_stamp() -> str:
-    """Changes whenever a file of the library changes (names, sizes, modification times)."""
+    """Changes whenever a file of the library or of docs/data changes (names, sizes, times)."""
     h = hashlib.sha256()
-    for p in sorted((_ROOT / "src" / "deepfakedetect").rglob("*")):
+    inputs = [*(_ROOT / "src" / "deepfakedetect").rglob("*"), *(_ROOT / "docs" / "data").rglob("*")]
+    for p in sorted(inputs):
         if p.is_file() and "__pycache__" not in p.parts:
             st = p.stat()
             h.update(f"{p.relative_to(_ROOT)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
@@ -80,7 +82,6 @@ def on_files(files: Files, config: Any, **kwargs: Any) -> Files:
     if not makers:
         return files
     os.environ.setdefault("DEEPFAKEDETECT_PROGRESS", "0")
-    os.environ.setdefault("MPLBACKEND", "Agg")
     stamp = _library_stamp()
     shared: Path | None = None
     for name, (make, module_path) in makers.items():

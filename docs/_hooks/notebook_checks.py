@@ -10,7 +10,7 @@ looks at each rendered notebook page and fails the build when an output shows:
 - an error or a traceback.
 
 ``problems_in_notebook`` does the same for an executed notebook (``nbformat`` JSON);
-``tests/test_notebook_outputs.py`` runs the notebooks and uses it.
+``tests/docs/test_notebook_outputs.py`` tests it on made-up notebooks.
 """
 
 from __future__ import annotations

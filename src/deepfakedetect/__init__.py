@@ -35,6 +35,7 @@ if TYPE_CHECKING:
         InputError,
         ModelLoadError,
         NoFacesError,
+        OutputError,
         UnknownPluginError,
         VideoDecodeError,
     )
@@ -43,8 +44,10 @@ if TYPE_CHECKING:
     from deepfakedetect.explain import Explanation
     from deepfakedetect.faces.detectors import get_face_detector
     from deepfakedetect.io.video import VideoInfo, probe_video, read_frames
+    from deepfakedetect.models.manifest import TrainingManifest
     from deepfakedetect.results import FaceResult, FrameResult, ImageResult, Person, PersonFrame, VideoResult
     from deepfakedetect.training.augment import AugmentConfig
+    from deepfakedetect.training.calibrate import calibrate_detector
     from deepfakedetect.training.evaluate import EvaluationReport, evaluate
     from deepfakedetect.training.trainer import Trainer, TrainResult
     from deepfakedetect.video.aggregators import register_aggregator
@@ -70,17 +73,20 @@ _EXPORTS: dict[str, str] = {
     "ModelConfig": "deepfakedetect._config",
     "ModelLoadError": "deepfakedetect._errors",
     "NoFacesError": "deepfakedetect._errors",
+    "OutputError": "deepfakedetect._errors",
     "Person": "deepfakedetect.results",
     "PersonFrame": "deepfakedetect.results",
     "PreprocessConfig": "deepfakedetect._config",
     "TrackingConfig": "deepfakedetect.video.tracks",
     "TrainResult": "deepfakedetect.training.trainer",
+    "TrainingManifest": "deepfakedetect.models.manifest",
     "Trainer": "deepfakedetect.training.trainer",
     "UnknownPluginError": "deepfakedetect._errors",
     "VideoConfig": "deepfakedetect._config",
     "VideoDecodeError": "deepfakedetect._errors",
     "VideoInfo": "deepfakedetect.io.video",
     "VideoResult": "deepfakedetect.results",
+    "calibrate_detector": "deepfakedetect.training.calibrate",
     "detect_many": "deepfakedetect.batch.many",
     "evaluate": "deepfakedetect.training.evaluate",
     "get_face_detector": "deepfakedetect.faces.detectors",
@@ -108,18 +114,21 @@ __all__ = [
     "ModelConfig",
     "ModelLoadError",
     "NoFacesError",
+    "OutputError",
     "Person",
     "PersonFrame",
     "PreprocessConfig",
     "TrackingConfig",
     "TrainResult",
     "Trainer",
+    "TrainingManifest",
     "UnknownPluginError",
     "VideoConfig",
     "VideoDecodeError",
     "VideoInfo",
     "VideoResult",
     "__version__",
+    "calibrate_detector",
     "detect_many",
     "evaluate",
     "get_face_detector",

@@ -6,6 +6,7 @@ and also from the matching builtin, so ``except ValueError`` keeps working::
     DeepfakeDetectError(Exception)
     ├── ConfigError(DeepfakeDetectError, ValueError)        bad or unsupported config / arguments
     ├── ModelLoadError(DeepfakeDetectError, OSError)        missing files, bad weights, key mismatch
+    ├── OutputError(DeepfakeDetectError, OSError)           results cannot be written (full disk, ...)
     ├── UnknownPluginError(DeepfakeDetectError, LookupError)
     ├── InputError(DeepfakeDetectError, ValueError)
     │   ├── ImageDecodeError                                unreadable, truncated, bomb
@@ -26,6 +27,7 @@ __all__ = [
     "InputError",
     "ModelLoadError",
     "NoFacesError",
+    "OutputError",
     "UnknownPluginError",
     "VideoDecodeError",
 ]
@@ -57,6 +59,16 @@ class ModelLoadError(DeepfakeDetectError, OSError):
     Example:
         >>> from deepfakedetect import ModelLoadError
         >>> issubclass(ModelLoadError, OSError)
+        True
+    """
+
+
+class OutputError(DeepfakeDetectError, OSError):
+    """Results could not be written: a full disk, a device that refuses writes, a closed pipe.
+
+    Example:
+        >>> from deepfakedetect import OutputError
+        >>> issubclass(OutputError, OSError)
         True
     """
 

@@ -8,29 +8,65 @@ importing deepfakedetect never imports a plugin package.
 
 from __future__ import annotations
 
-import ast
 import functools
 import inspect
 import logging
+import re
 from collections.abc import Callable, Mapping
 from importlib import metadata
 from typing import Any, Generic, TypeVar
 
 from deepfakedetect._errors import ConfigError, UnknownPluginError
+from deepfakedetect._untrusted import MAX_SPEC_CHARS, MAX_SPEC_PARAMS, shorten
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T", bound=Callable[..., Any])
 F = TypeVar("F", bound=Callable[..., Any])
 
-__all__ = ["Registry", "parse_spec"]
+__all__ = ["Registry", "parse_spec", "parse_value"]
+
+
+_INT_RE = re.compile(r"[+-]?\d{1,30}")
+_FLOAT_RE = re.compile(r"[+-]?(?:\d{1,30}\.\d{0,30}|\.\d{1,30}|\d{1,30})(?:[eE][+-]?\d{1,4})?")
+_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_.\-]{0,99}")
+_KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+_WORDS: dict[str, Any] = {
+    "True": True, "true": True, "False": False, "false": False, "None": None, "none": None, "null": None,
+}  # fmt: skip
+
+
+def parse_value(raw: str) -> Any:
+    """One spec value: an integer, a float, true/false/none, a quoted string, or else plain text.
+
+    A flat parse of bounded text, never a Python parser: nested literals and expressions
+    stay text (which the plugin then refuses with its own message), so no spec can make
+    the parse recurse or allocate without bound.
+
+    Example:
+        >>> [parse_value(v) for v in ("5", "-0.5", "1e3", "True", "none", "'a b'", "fast", "[1]")]
+        [5, -0.5, 1000.0, True, None, 'a b', 'fast', '[1]']
+    """
+    if raw in _WORDS:
+        return _WORDS[raw]
+    if _INT_RE.fullmatch(raw):
+        return int(raw)
+    if _FLOAT_RE.fullmatch(raw):
+        return float(raw)
+    if len(raw) >= 2 and raw[0] == raw[-1] and raw[0] in "'\"" and raw[0] not in raw[1:-1]:
+        return raw[1:-1]
+    return raw
 
 
 def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
     """Split ``"name:key=value,key=value"`` into a name and keyword arguments.
 
-    Values are parsed as Python literals where possible (``3``, ``0.5``, ``True``,
-    ``"text"``); anything else stays a string.
+    Values are numbers, ``True``/``False``/``None`` (or lower case), quoted text, or
+    else plain text (see :func:`parse_value`). A spec is at most ``MAX_SPEC_CHARS``
+    characters with at most ``MAX_SPEC_PARAMS`` parameters.
+
+    Raises:
+        ConfigError: a spec that is too long, has no name, or a malformed or repeated parameter.
 
     Example:
         >>> parse_spec("top_k_mean:k=5")
@@ -38,22 +74,35 @@ def parse_spec(spec: str) -> tuple[str, dict[str, Any]]:
         >>> parse_spec("uniform")
         ('uniform', {})
     """
+    if not isinstance(spec, str):
+        raise ConfigError(f"a plugin spec must be text, got {type(spec).__name__}")
+    if len(spec) > MAX_SPEC_CHARS:
+        raise ConfigError(
+            f"a plugin spec of {len(spec)} characters is too long (at most {MAX_SPEC_CHARS}): {shorten(spec, 60)}"
+        )
     name, _, rest = spec.partition(":")
     name = name.strip()
+    if not _NAME_RE.fullmatch(name):
+        raise ConfigError(
+            f"plugin spec {shorten(spec)} does not start with a name (letters, digits, '_', '.', '-'); "
+            "expected 'name' or 'name:key=value,key=value'"
+        )
     params: dict[str, Any] = {}
     if rest.strip():
-        for item in rest.split(","):
+        items = rest.split(",")
+        if len(items) > MAX_SPEC_PARAMS:
+            raise ConfigError(f"plugin spec {shorten(spec)} sets {len(items)} parameters; at most {MAX_SPEC_PARAMS}")
+        for item in items:
             key, eq, raw = item.partition("=")
-            if not eq or not key.strip():
+            key = key.strip()
+            if not eq or not _KEY_RE.fullmatch(key):
                 raise ConfigError(
-                    f"cannot parse {item!r} in plugin spec {spec!r}: expected 'name:key=value,key=value'"
+                    f"cannot parse {shorten(item, 60)} in plugin spec {shorten(spec)}: "
+                    "expected 'name:key=value,key=value'"
                 )
-            raw = raw.strip()
-            try:
-                value: Any = ast.literal_eval(raw)
-            except (ValueError, SyntaxError):
-                value = raw
-            params[key.strip()] = value
+            if key in params:
+                raise ConfigError(f"plugin spec {shorten(spec)} sets {key!r} twice")
+            params[key] = parse_value(raw.strip())
     return name, params
 
 
@@ -124,7 +173,7 @@ class Registry(Generic[T]):
             return self._entries[name]
         except KeyError:
             raise UnknownPluginError(
-                f"unknown {self.kind} {name!r}; known {self.kind}s: {', '.join(self.names())}"
+                f"unknown {self.kind} {shorten(name)}; known {self.kind}s: {', '.join(self.names())}"
             ) from None
 
     def create(self, spec: Any, **overrides: Any) -> Any:
@@ -142,12 +191,12 @@ class Registry(Generic[T]):
             params = dict(spec)
             name = params.pop("name", None)
             if not isinstance(name, str):
-                raise ConfigError(f"a {self.kind} given as a mapping needs a 'name' key: {spec!r}")
+                raise ConfigError(f"a {self.kind} given as a mapping needs a 'name' key: {shorten(spec)}")
         elif callable(spec):
             return spec
         else:
             raise ConfigError(
-                f"a {self.kind} must be a name, a mapping with 'name', or a callable; got {spec!r}"
+                f"a {self.kind} must be a name, a mapping with 'name', or a callable; got {shorten(spec)}"
             )
         params.update(overrides)
         factory = self.get(name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -13,19 +14,46 @@ import numpy as np
 import torch
 from torch import nn
 
-from deepfakedetect._config import ModelConfig
-from deepfakedetect._errors import ConfigError, InputError, NoFacesError
-from deepfakedetect._utils import progress_bar
+from deepfakedetect._config import CONFIG_NAME, README_NAME, CalibrationConfig, ModelConfig, check_band
+from deepfakedetect._errors import (
+    ConfigError,
+    InputError,
+    NoFacesError,
+    UnknownPluginError,
+)
+from deepfakedetect._untrusted import shorten
+from deepfakedetect._utils import as_int, as_number, atomic_write, progress_bar
 from deepfakedetect._version import __version__
 from deepfakedetect.explain import Explanation, explain, explain_video_frames
-from deepfakedetect.faces import Face, FaceDetector, FaceStage
+from deepfakedetect.faces import Face, FaceDetector, FaceStage, RetinaFaceDetector
+from deepfakedetect.faces.detectors import FACE_DETECTORS
+from deepfakedetect.faces.onnx import RetinaFaceOnnxDetector, export_retinaface
 from deepfakedetect.io.images import describe_input, is_image_input, load_image
 from deepfakedetect.io.video import probe_video, read_frames
-from deepfakedetect.models.precision import InferenceCopy, resolve_precision
+from deepfakedetect.models.card import render_model_card
+from deepfakedetect.models.manifest import MANIFEST_NAME, TrainingManifest
+from deepfakedetect.models.onnx import (
+    CLASSIFIER_ONNX,
+    FACE_DETECTOR_ONNX,
+    OnnxClassifier,
+    export_classifier,
+)
+from deepfakedetect.models.precision import (
+    InferenceCopy,
+    resolve_device,
+    resolve_precision,
+)
 from deepfakedetect.models.preprocess import resize_and_crop
 from deepfakedetect.models.pretrained import DEFAULT_MODEL_DIR, PretrainedMixin
 from deepfakedetect.models.temporal import embed_arrays
-from deepfakedetect.results import FaceResult, FrameResult, ImageResult, Person, VideoResult
+from deepfakedetect.results import (
+    FaceResult,
+    FrameResult,
+    ImageResult,
+    Person,
+    VideoResult,
+    verdict,
+)
 from deepfakedetect.video.aggregators import FrameScores, get_aggregator
 from deepfakedetect.video.people import find_people, people_score, resolve_people_rule
 from deepfakedetect.video.samplers import get_sampler
@@ -55,6 +83,18 @@ class Detector(PretrainedMixin):
             fp32 elsewhere), ``"fp32"``, ``"bf16"`` or ``"fp16"``. The
             [performance page](../performance.md) has the speed and the score
             differences that ``"auto"`` was chosen on.
+        flip: Test-time flip: score every image or face crop also mirrored left to
+            right and average the two logits. ``None`` (default): the config's
+            ``test_time_flip``. It doubles the classifier's work (not the face
+            detector's); calibrations record whether they were fitted with it.
+        uncertain_band: ``None`` (default): each calibration's own band (images, videos);
+            ``(low, high)``: this band for images and videos alike; ``False``: no band
+            (every verdict is the label). See ``docs/concepts/calibration.md``.
+
+    Attributes:
+        training_manifest: The content digests of the data the model was trained and
+            calibrated on (``training_manifest.json``), or ``None``; ``evaluate`` checks
+            against it.
 
     Example:
         >>> from deepfakedetect import Detector
@@ -74,9 +114,25 @@ class Detector(PretrainedMixin):
         source: str | None = None,
         revision: str | None = None,
         precision: str = "auto",
+        flip: bool | None = None,
+        uncertain_band: tuple[float, float] | bool | None = None,
     ) -> None:
+        if flip is not None and not isinstance(flip, bool):
+            raise ConfigError(f"flip must be True, False or None (the config's), got {flip!r}")
+        if uncertain_band is True:
+            raise ConfigError("uncertain_band must be None (the model's), False (none) or (low, high)")
         self.config = config
-        self.device = torch.device(device) if device is not None else _default_device()
+        self.flip = config.test_time_flip if flip is None else flip
+        self._band_override: tuple[float, float] | None | bool = (
+            uncertain_band if uncertain_band is None or uncertain_band is False else check_band(uncertain_band)
+        )
+        self.training_manifest: TrainingManifest | None = None
+        #: ``"torch"``, or ``"onnxruntime"`` for a model loaded from an exported folder.
+        self.backend = "onnxruntime" if isinstance(model, OnnxClassifier) else "torch"
+        if self.backend == "onnxruntime":
+            device = _onnx_device(device)
+            precision = "fp32"  # ONNX Runtime runs the exported fp32 graph as it is
+        self.device = resolve_device(device)
         self.precision = precision
         self._autocast_dtype = resolve_precision(precision, self.device)
         self.model = model.eval().to(self.device)
@@ -92,10 +148,33 @@ class Detector(PretrainedMixin):
         self._hub_options: dict[str, Any] = {}
         self._face_stage: FaceStage | None = None
         self._face_lock = threading.Lock()
+        # With the ONNX Runtime backend: the exported face detector, used unless one was given.
+        self._onnx_face_detector: Path | None = None
         # The temporal head over face tracks (models/temporal.py), when the model folder has one.
         self.temporal_head: nn.Module | None = None
 
     # ------------------------------------------------------------------ building
+    @classmethod
+    def check_plugins(cls, config: ModelConfig, *, source: str) -> None:
+        """Make the config's sampler and aggregator and look up its face detector, naming ``source`` on failure.
+
+        Raises:
+            ConfigError: a spec the plugin refuses.
+            UnknownPluginError: a name no registry (nor entry point) knows.
+        """
+        checks = (
+            ("video.sampler", lambda: get_sampler(config.video.sampler)),
+            ("video.aggregator", lambda: get_aggregator(config.video.aggregator)),
+            ("faces.detector", lambda: FACE_DETECTORS.get(config.faces.detector)),
+        )
+        for what, make in checks:
+            try:
+                make()
+            except UnknownPluginError as e:
+                raise UnknownPluginError(f"{source}: {what}: {e}") from None
+            except ConfigError as e:
+                raise ConfigError(f"{source}: {what}: {e}") from None
+
     def compile(self, enabled: bool = True) -> Detector:
         """Score through ``torch.compile`` from the next call on (for long runs); returns ``self``.
 
@@ -112,15 +191,22 @@ class Detector(PretrainedMixin):
         Args:
             enabled: ``False`` goes back to the eager path.
 
+        Raises:
+            ConfigError: with the ONNX Runtime backend, which does not compile.
+
         Example:
             >>> det = Detector.from_backbone("resnet18").compile()  # doctest: +SKIP
         """
+        if enabled and self.backend != "torch":
+            raise ConfigError("compile() needs the torch backend; this detector runs with onnxruntime")
         self._compiled = bool(enabled)
         return self
 
     def to(self, device: str | torch.device) -> Detector:
         """Move the model (and later face detection) to ``device``; returns ``self``."""
-        self.device = torch.device(device)
+        if self.backend != "torch":
+            device = _onnx_device(device)
+        self.device = resolve_device(device)
         self.model.to(self.device)
         self._autocast_dtype = resolve_precision(self.precision, self.device)
         self._face_stage = None  # rebuilt on the new device when next needed
@@ -129,8 +215,53 @@ class Detector(PretrainedMixin):
     # ------------------------------------------------------------------ properties
     @property
     def threshold(self) -> float:
-        """The calibrated decision threshold on ``fake_score``."""
+        """The calibrated decision threshold on an image's ``fake_score`` (and each video frame's)."""
         return self.config.calibration.threshold
+
+    @property
+    def video_calibration(self) -> CalibrationConfig:
+        """The calibration of a video's aggregated score: ``config.video_calibration``, else ``config.calibration``."""
+        return self.config.video_calibration or self.config.calibration
+
+    @property
+    def video_threshold(self) -> float:
+        """The calibrated decision threshold on a video's ``fake_score``."""
+        return self.video_calibration.threshold
+
+    def uncertain_band_for(self, kind: str) -> tuple[float, float] | None:
+        """The uncertain band that results of ``kind`` (``"image"`` or ``"video"``) get.
+
+        Example:
+            >>> Detector.from_backbone("resnet18", input_size=32).uncertain_band_for("image") is None
+            True
+        """
+        if self._band_override is False:
+            return None
+        if self._band_override is not None:
+            return self._band_override  # type: ignore[return-value]
+        cal = self.video_calibration if kind == "video" else self.config.calibration
+        return cal.uncertain_band
+
+    def with_config(self, config: ModelConfig) -> Detector:
+        """A detector on the same network (shared, not copied) with another config.
+
+        Device, precision, face detector, provenance, training manifest and temporal head are kept;
+        the ``flip`` and ``uncertain_band`` overrides are not (the new config's apply).
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=32)
+            >>> det.with_config(det.config.replace(test_time_flip=True)).flip
+            True
+        """
+        out = Detector(
+            self.model, config, device=self.device, face_detector=self._face_detector, source=self.source,
+            revision=self.revision, precision=self.precision,
+        )  # fmt: skip
+        out._hub_options = dict(self._hub_options)
+        out.training_manifest = self.training_manifest
+        out.temporal_head = self.temporal_head
+        out._compiled = self._compiled
+        return out
 
     @property
     def provenance(self) -> dict[str, Any]:
@@ -165,7 +296,7 @@ class Detector(PretrainedMixin):
         return (x - mean) / std
 
     def fake_probability(self, logits: torch.Tensor) -> torch.Tensor:
-        """Calibrated probability of fake from the model's logits (temperature applied)."""
+        """Calibrated probability of fake from the model's logits (the image temperature applied)."""
         t = self.config.calibration.temperature
         logits = logits.float() / t
         if self.config.num_outputs == 1:
@@ -175,13 +306,15 @@ class Detector(PretrainedMixin):
     def score_arrays(self, images: Sequence[np.ndarray], *, batch_size: int = 32) -> np.ndarray:
         """Calibrated fake scores for RGB uint8 arrays, without any face stage.
 
+        With ``flip`` on, each array is also scored mirrored left to right, in the same
+        forward pass, and the two logits are averaged before the temperature.
+
         Example:
             >>> det = Detector.from_backbone("resnet18", input_size=64)
             >>> det.score_arrays([np.zeros((64, 64, 3), np.uint8)] * 3).shape
             (3,)
         """
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+        batch_size = check_batch_size(batch_size)
         out = np.empty(len(images), dtype=np.float64)
         for start in range(0, len(images), batch_size):
             x = self.preprocess(images[start : start + batch_size])
@@ -191,14 +324,22 @@ class Detector(PretrainedMixin):
             if self.device.type == "cuda":
                 x = x.pin_memory()  # page-locked, so the copy below is a real asynchronous DMA
             x = x.to(self.device, non_blocking=True)
+            if self.flip:
+                x = torch.cat([x, x.flip(3)])
             if self.device.type == "cpu":
                 x = x.contiguous(memory_format=torch.channels_last)
-            logits = self._forward(x)[:n]
+            logits = self._forward(x)
+            if self.flip:
+                half = len(logits) // 2
+                logits = (logits[:half].float() + logits[half:].float()) / 2
+            logits = logits[:n]
             probs = self.fake_probability(logits)
             out[start : start + n] = probs.cpu().double().numpy()
         return out
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.backend != "torch":  # ONNX Runtime: the exported fp32 graph, nothing to fold or cast
+            return cast(torch.Tensor, self.model(x.contiguous()))
         model = self._inference.get(self.model, self.device, compiled=self._compiled)
         autocast = torch.autocast(
             self.device.type, dtype=self._autocast_dtype or torch.float32, enabled=self._autocast_dtype is not None
@@ -218,9 +359,15 @@ class Detector(PretrainedMixin):
         # threads; the lock keeps two threads from building it twice.
         with self._face_lock:
             if self._face_stage is None or self._face_stage.config != self.config.faces:
+                detector = self._face_detector
+                if detector is None and self._onnx_face_detector is not None:
+                    faces = self.config.faces
+                    detector = RetinaFaceOnnxDetector(
+                        self._onnx_face_detector, min_confidence=faces.min_confidence, max_size=faces.detect_max_size
+                    )
                 self._face_stage = FaceStage(
                     self.config.faces,
-                    detector=self._face_detector,
+                    detector=detector,
                     device=self.device,
                     detector_options=self._hub_options,
                 )
@@ -294,7 +441,8 @@ class Detector(PretrainedMixin):
             image: A path, ``pathlib.Path``, PIL image, NumPy array (HWC uint8),
                 torch tensor (CHW), or a list of them (list in, list out, order kept).
             batch_size: Images (or face crops) per forward pass.
-            threshold: Decision threshold (default: the model's calibrated one).
+            threshold: Decision threshold (default: the model's calibrated one). The
+                verdict's uncertain band is widened to hold it.
             strict_faces: With the face stage on, raise :class:`NoFacesError` when an
                 image has no face instead of returning a ``"no_face"`` result.
 
@@ -323,9 +471,10 @@ class Detector(PretrainedMixin):
                 f"cannot use {describe_input(image)} as an image: pass a path, PIL image, "
                 "NumPy array, torch tensor, or a list of them"
             )
+        batch_size = check_batch_size(batch_size)
         thr = self.threshold if threshold is None else _check_threshold(threshold)
         results: list[ImageResult] = []
-        for start in range(0, len(items), max(1, batch_size)):
+        for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             arrays = [load_image(x) for x in chunk]
             for x, (score, faces) in zip(chunk, self._score_frames(arrays, batch_size=batch_size)):
@@ -344,6 +493,7 @@ class Detector(PretrainedMixin):
                         face_stage=self.config.faces.enabled,
                         source=describe_input(x),
                         model=self.provenance,
+                        uncertain_band=self.uncertain_band_for("image"),
                     )
                 )
         return results[0] if single else results
@@ -374,6 +524,12 @@ class Detector(PretrainedMixin):
         which one of two people is fake is fake. With the face stage off, the
         aggregator scores the frames as before and ``people`` is empty.
 
+        Each frame is scored as ``detect_image`` would score it (the image calibration).
+        The aggregate ``a`` of the frame scores becomes the video's score through the
+        video calibration: ``fake_score = sigmoid(logit(a) / temperature)``, labelled by
+        its threshold, with its uncertain band (``config.video_calibration``; a config
+        without one uses the image calibration, and the aggregate unchanged).
+
         Args:
             path: The video file.
             sampler: Which frames: a name (``"uniform"``), ``"uniform:num_frames=16"``,
@@ -382,8 +538,9 @@ class Detector(PretrainedMixin):
             aggregator: How frame scores become one: a name, spec, mapping or callable
                 ``(FrameScores) -> float``. Default: the model config's.
             batch_size: Frames (or face crops) per forward pass.
-            threshold: Decision threshold (default: the model's calibrated one); also
-                the threshold for ``segments``.
+            threshold: Decision threshold on the video's score (default: the video
+                calibration's); when given, also the threshold for ``segments``, which
+                otherwise compare frame scores with the image threshold.
             progress: Show a progress bar (default: on unless ``DEEPFAKEDETECT_PROGRESS=0``).
             strict_faces: Raise :class:`NoFacesError` when no sampled frame has a face.
             allow_urls: Allow URLs and ffmpeg protocols as ``path`` (refused by default).
@@ -409,12 +566,16 @@ class Detector(PretrainedMixin):
             >>> video.label, video.num_decoded, len(video.segments)
             ('fake', 8, 1)
         """
-        thr = self.threshold if threshold is None else _check_threshold(threshold)
-        info = probe_video(path, allow_urls=allow_urls, timeout=timeout)
+        batch_size = check_batch_size(batch_size)
+        cal = self.config.video_calibration
+        thr = self.video_threshold if threshold is None else _check_threshold(threshold)
+        frame_thr = self.threshold if threshold is None else thr
+        # Arguments first: a bad spec is an argument error, whatever the file.
         smp = get_sampler(sampler if sampler is not None else self.config.video.sampler)
         agg = get_aggregator(aggregator if aggregator is not None else self.config.video.aggregator)
         rule = people if people is not None else self.config.video.people
         resolve_people_rule(rule)  # an unknown rule fails before any decoding
+        info = probe_video(path, allow_urls=allow_urls, timeout=timeout)
         faces_on = self.config.faces.enabled
         features: list[np.ndarray] | None = None
         if getattr(agg, "needs_features", False):
@@ -454,21 +615,30 @@ class Detector(PretrainedMixin):
         )
         if len(fs) == 0 and strict_faces:
             raise NoFacesError(f"{path}: no face found in any of the {len(frames)} decoded frames")
+        band = self.uncertain_band_for("video")
+        # A video's score (and each person's) is the aggregate under the video calibration.
+        video_cal = cal
+
+        def aggregate(scores: FrameScores) -> float:
+            value = float(np.clip(agg(scores), 0.0, 1.0))
+            return _recalibrate(value, video_cal.temperature) if video_cal is not None else value
+
         found: tuple[Person, ...] = ()
         if faces_on and len(fs):
             found = find_people(
                 frames,
-                aggregator=agg,
-                threshold=thr,
+                aggregator=aggregate,
+                threshold=frame_thr,
                 label=lambda s: self._label(s, thr),
                 signatures=signatures,
                 features=features,
                 tracking=tracking,
+                verdict=lambda s: verdict(s, thr, band),
             )
             score = people_score(found, rule)
         else:
-            score = float(np.clip(agg(fs), 0.0, 1.0)) if len(fs) else None
-        segments = tuple(find_segments(fs, threshold=thr)) if len(fs) else ()
+            score = aggregate(fs) if len(fs) else None
+        segments = tuple(find_segments(fs, threshold=frame_thr)) if len(fs) else ()
         return VideoResult(
             fake_score=score,
             label=self._label(score, thr),
@@ -482,12 +652,18 @@ class Detector(PretrainedMixin):
             face_stage=self.config.faces.enabled,
             source=str(path),
             model=self.provenance,
+            uncertain_band=band,
             people=found,
             people_rule=repr(rule) if found else "",
         )
 
     def _bind_temporal(self, agg: Any) -> Any:
         """The temporal aggregator with this detector's head, checked before any decoding."""
+        if self.backend != "torch":  # the head reads the backbone's embeddings, which model.onnx does not output
+            raise ConfigError(
+                "the temporal aggregator needs the torch backend (it reads the backbone's embeddings); this "
+                "detector runs with onnxruntime: load the torch model folder, or choose another aggregator"
+            )
         if not self.config.faces.enabled:
             raise ConfigError(
                 "the temporal aggregator reads face tracks and needs the face stage; enable it "
@@ -521,6 +697,7 @@ class Detector(PretrainedMixin):
         Raises:
             InputError: an input that is not one image.
             NoFacesError: the face stage is on and found no face.
+            ConfigError: with the ONNX Runtime backend (Grad-CAM needs torch's gradients).
 
         Example:
             >>> detector = Detector.from_pretrained()
@@ -528,6 +705,7 @@ class Detector(PretrainedMixin):
             >>> e.heatmap.shape == e.crop.shape[:2], e.face is not None
             (True, True)
         """
+        self._need_torch("explain")
         return explain(self, image, target=target, layer=layer, face_index=face_index)
 
     def explain_video_frames(
@@ -557,6 +735,7 @@ class Detector(PretrainedMixin):
 
         Raises:
             VideoDecodeError: an unreadable video.
+            ConfigError: with the ONNX Runtime backend (Grad-CAM needs torch's gradients).
 
         Example:
             >>> detector = Detector.from_pretrained()
@@ -564,19 +743,114 @@ class Detector(PretrainedMixin):
             >>> [(m.frame_index, round(m.timestamp, 1)) for m in maps]
             [(0, 0.0), (250, 10.0)]
         """
+        self._need_torch("explain_video_frames")
         return explain_video_frames(
             self, path, indices, target=target, layer=layer, face_index=face_index,
             allow_urls=allow_urls, timeout=timeout,
         )
 
-def _default_device() -> torch.device:
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    def _need_torch(self, what: str) -> None:
+        if self.backend != "torch":
+            raise ConfigError(
+                f"{what} needs the torch backend (Grad-CAM uses gradients); this detector runs with "
+                f"{self.backend}: load the torch model folder for explanations"
+            )
+
+    # ------------------------------------------------------------------ ONNX
+    def export_onnx(self, save_directory: str | os.PathLike[str]) -> Path:
+        """Export the networks to ONNX, beside the same ``config.json``, for ``backend="onnxruntime"``.
+
+        Writes ``model.onnx`` (the classifier; input ``"input"`` (N, 3, S, S), output
+        ``"logits"``, dynamic batch), ``face_detector.onnx`` when the face stage is on and
+        uses the built-in RetinaFace (dynamic batch, height and width), ``config.json``, a
+        ``README.md`` model card and, when the detector has one, ``training_manifest.json``
+        (so ``evaluate`` checks the exported model against its training data too). Each
+        file is written to a temporary name and renamed.
+        Load the folder with ``Detector.from_pretrained(folder, backend="onnxruntime")``;
+        scores agree with this detector in fp32 to about 1e-6.
+
+        Args:
+            save_directory: The folder (created if missing).
+
+        Returns:
+            The folder.
+
+        Raises:
+            ConfigError: the ``[onnx]`` extra is missing, a network cannot be exported, or
+                this detector already runs with ONNX Runtime.
+
+        Example:
+            >>> Detector.from_pretrained().export_onnx("default-onnx")  # doctest: +SKIP
+            PosixPath('default-onnx')
+        """
+        if self.backend != "torch":
+            raise ConfigError("this detector already runs from ONNX files: copy its folder instead of exporting it")
+        out = Path(save_directory)
+        out.mkdir(parents=True, exist_ok=True)
+        export_classifier(self.model, out / CLASSIFIER_ONNX, input_size=self.config.preprocess.input_size)
+        face_file = out / FACE_DETECTOR_ONNX
+        face_detector = self._get_face_stage().detector if self.config.faces.enabled else None
+        if isinstance(face_detector, RetinaFaceDetector):
+            export_retinaface(face_detector.load(), face_file)
+        else:
+            if face_detector is not None:
+                logger.warning(
+                    "face detector %r is not the built-in RetinaFace and is not exported: the ONNX folder "
+                    "will use the detector its config names",
+                    face_detector,
+                )
+            face_file.unlink(missing_ok=True)  # a stale one from an earlier export would be used
+        if self.temporal_head is not None:
+            logger.warning(
+                "the temporal head is not exported: the ONNX folder scores frames and faces, and the "
+                "temporal aggregator needs the torch model folder"
+            )
+        config = self.config.replace(library_version=__version__)
+        atomic_write(out / CONFIG_NAME, config.save)
+        card = render_model_card(config)
+        atomic_write(out / README_NAME, lambda p: p.write_text(card, encoding="utf-8"))
+        manifest_file = out / MANIFEST_NAME
+        if self.training_manifest is not None:  # evaluate() checks the exported model against it too
+            self.training_manifest.save(manifest_file)
+        else:
+            manifest_file.unlink(missing_ok=True)  # a stale one from an earlier export would be used
+        return out
+
+
+def _onnx_device(device: str | torch.device | None) -> str:
+    if device is not None and resolve_device(device).type != "cpu":
+        raise ConfigError(f"the onnxruntime backend runs on the CPU; got device={str(device)!r}: use 'cpu' or None")
+    return "cpu"
+
+
+# Aggregates of 0 or 1 (e.g. every frame saturated) are read as these logits.
+_EPS = 1e-12
+
+
+def _recalibrate(score: float, temperature: float) -> float:
+    """A video's calibrated score: ``sigmoid(logit(score) / temperature)``."""
+    p = min(max(score, _EPS), 1.0 - _EPS)
+    z = (math.log(p) - math.log1p(-p)) / temperature
+    return 1.0 / (1.0 + math.exp(-z)) if z >= 0 else math.exp(z) / (1.0 + math.exp(z))
 
 
 def _check_threshold(threshold: float) -> float:
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise ConfigError(f"threshold must be in [0, 1], got {threshold!r}")
-    return float(threshold)
+    value = as_number(threshold)
+    if not 0.0 <= value <= 1.0:
+        raise ConfigError(f"threshold must be a number in [0, 1], got {shorten(threshold)}")
+    return value
+
+
+def check_batch_size(batch_size: Any) -> int:
+    """``batch_size`` when it is a positive integer (not a bool), else :class:`ConfigError`.
+
+    Example:
+        >>> check_batch_size(8)
+        8
+    """
+    if as_int(batch_size) < 1:
+        raise ConfigError(f"batch_size must be a positive integer, got {shorten(batch_size)}")
+    return int(batch_size)
 
 
 def _reduce_faces(faces: tuple[FaceResult, ...], how: str) -> float | None:

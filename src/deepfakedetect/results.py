@@ -16,7 +16,38 @@ if TYPE_CHECKING:
     from deepfakedetect.faces.detectors import Face
     from deepfakedetect.video.segments import Segment
 
-__all__ = ["FaceResult", "FrameResult", "ImageResult", "Person", "PersonFrame", "VideoResult"]
+__all__ = ["VERDICTS", "FaceResult", "FrameResult", "ImageResult", "Person", "PersonFrame", "VideoResult", "verdict"]
+
+
+#: The three verdicts a result can carry.
+VERDICTS = ("real", "fake", "uncertain")
+
+
+def verdict(score: float | None, threshold: float, band: tuple[float, float] | None) -> str | None:
+    """The verdict on one score: ``"real"``, ``"fake"`` or ``"uncertain"``; ``None`` without a score.
+
+    Args:
+        score: The calibrated fake score, or ``None`` (no face: no verdict).
+        threshold: The decision threshold (``"fake"`` when ``score >= threshold``).
+        band: ``(low, high)``: scores in ``[low, high)`` are uncertain; ``None``: no band.
+
+    Example:
+        >>> [verdict(s, 0.5, (0.3, 0.8)) for s in (0.1, 0.3, 0.6, 0.8)]
+        ['real', 'uncertain', 'uncertain', 'fake']
+        >>> verdict(0.6, 0.5, None)
+        'fake'
+    """
+    if score is None:
+        return None
+    label = "fake" if score >= threshold else "real"
+    if band is None:
+        return label
+    low, high = min(band[0], threshold), max(band[1], threshold)
+    return "uncertain" if low <= score < high else label
+
+
+def _band(band: tuple[float, float] | None) -> list[float] | None:
+    return None if band is None else [float(band[0]), float(band[1])]
 
 
 def _round(x: float | None) -> float | None:
@@ -63,11 +94,15 @@ class ImageResult:
         face_stage: Whether faces were detected and cropped.
         source: What was scored (a path, or a description of an array).
         model: Provenance of the model (source, revision, backbone).
+        uncertain_band: ``(low, high)``: scores in ``[low, high)`` are ``"uncertain"``
+            (the image calibration's band, or the detector's override); ``None``: no band.
 
     Example:
         >>> r = ImageResult(fake_score=0.9, label="fake", threshold=0.5)
-        >>> r.is_fake, r.status
-        (True, 'ok')
+        >>> r.is_fake, r.status, r.verdict
+        (True, 'ok', 'fake')
+        >>> ImageResult(fake_score=0.6, label="fake", threshold=0.5, uncertain_band=(0.3, 0.8)).verdict
+        'uncertain'
     """
 
     fake_score: float | None
@@ -77,11 +112,17 @@ class ImageResult:
     face_stage: bool = False
     source: str = ""
     model: dict[str, Any] = field(default_factory=dict)
+    uncertain_band: tuple[float, float] | None = None
 
     @property
     def is_fake(self) -> bool | None:
         """``True`` when the label is fake; ``None`` when no face was found."""
         return None if self.label is None else self.label == "fake"
+
+    @property
+    def verdict(self) -> str | None:
+        """``"real"``, ``"fake"``, or ``"uncertain"`` in the band; ``None`` when no face was found."""
+        return verdict(self.fake_score, self.threshold, self.uncertain_band)
 
     @property
     def status(self) -> str:
@@ -96,7 +137,9 @@ class ImageResult:
             "fake_score": _round(self.fake_score),
             "label": self.label,
             "is_fake": self.is_fake,
+            "verdict": self.verdict,
             "threshold": float(self.threshold),
+            "uncertain_band": _band(self.uncertain_band),
             "face_stage": self.face_stage,
             "faces": [f.to_dict() for f in self.faces],
             "model": dict(self.model),
@@ -245,6 +288,8 @@ class VideoResult:
         video: Probe facts (size, fps, frame count, duration, rotation).
         source: The video's path.
         model: Provenance of the model.
+        uncertain_band: ``(low, high)``: scores in ``[low, high)`` are ``"uncertain"``
+            (the video calibration's band, or the detector's override); ``None``: no band.
         people: The people of the video (face tracks), each scored alone; the video's
             score comes from them by the ``people`` rule (default: the most fake
             person's). Empty with the face stage off or when no face was found.
@@ -270,6 +315,7 @@ class VideoResult:
     face_stage: bool = False
     source: str = ""
     model: dict[str, Any] = field(default_factory=dict)
+    uncertain_band: tuple[float, float] | None = None
     people: tuple[Person, ...] = ()
     people_rule: str = ""
 
@@ -277,6 +323,11 @@ class VideoResult:
     def is_fake(self) -> bool | None:
         """``True`` when the label is fake; ``None`` when no frame could be scored."""
         return None if self.label is None else self.label == "fake"
+
+    @property
+    def verdict(self) -> str | None:
+        """``"real"``, ``"fake"``, or ``"uncertain"`` in the band; ``None`` when no frame could be scored."""
+        return verdict(self.fake_score, self.threshold, self.uncertain_band)
 
     @property
     def status(self) -> str:
@@ -301,7 +352,9 @@ class VideoResult:
             "fake_score": _round(self.fake_score),
             "label": self.label,
             "is_fake": self.is_fake,
+            "verdict": self.verdict,
             "threshold": float(self.threshold),
+            "uncertain_band": _band(self.uncertain_band),
             "face_stage": self.face_stage,
             "num_requested": self.num_requested,
             "num_decoded": self.num_decoded,

@@ -101,7 +101,7 @@ def test_cli_options_reach_the_trainer_and_errors_propagate(data_dir: Path, tmp_
         run_cli(["train", str(tmp_path / "nope"), "--out", str(tmp_path / "o"), "--weights", "none"])
 
 
-def test_evaluate_report_matches_the_detector_and_skips_unreadable_files(
+def test_evaluate_report_matches_the_detector_and_counts_unreadable_files_as_misses(
     data_dir: Path, tmp_path: Path, detector: Detector
 ) -> None:
     import shutil
@@ -116,12 +116,13 @@ def test_evaluate_report_matches_the_detector_and_skips_unreadable_files(
     item = report.items["image"]
     scores = [r.fake_score for r in detector.detect_image([Path(s) for s in item["source"]])]
     assert item["fake_score"] == pytest.approx(scores, abs=1e-6)
-    expected = binary_metrics(item["y"], scores, threshold=detector.threshold)
+    # The unreadable fake is a miss: scored as 0.0, the most wrong score for a fake.
+    expected = binary_metrics([*item["y"], 1], [*scores, 0.0], threshold=detector.threshold)
     got = report.levels["image"]
-    assert got["n"] == 4 and got["confusion_matrix"] == expected["confusion_matrix"]
+    assert got["n"] == 5 and got["n_errors"] == 1 and got["confusion_matrix"] == expected["confusion_matrix"]
     assert got["auc"] == pytest.approx(expected["auc"])
     json.dumps(report.to_dict(include_scores=True), allow_nan=False)
-    assert "| ROC AUC |" in str(report) and "1 files skipped" in str(report)
+    assert "| ROC AUC |" in str(report) and "1 files could not be scored, counted as misses" in str(report)
     with pytest.raises(DatasetError, match="broken.png"):
         evaluate(detector, data, progress=False, strict=True)
     with pytest.raises(ConfigError, match="split"):
@@ -172,7 +173,9 @@ def test_videos_are_evaluated_at_video_and_frame_level(tmp_path: Path, detector:
     (tmp_path / "v" / "real" / "still.jpg").write_bytes(b"ignored: not a video")
     report = evaluate(detector, tmp_path / "v", videos=True, sampler="uniform:num_frames=3", progress=False)
     assert report.levels.keys() == {"video", "frame"}
-    assert report.levels["video"]["n"] == 4 and report.levels["frame"]["n"] == 12
+    # The broken video counts as a miss at video level; it has no frames.
+    assert report.levels["video"]["n"] == 5 and report.levels["video"]["n_errors"] == 1
+    assert report.levels["frame"]["n"] == 12
     assert [Path(p).name for p, _ in report.skipped] == ["broken.mp4"]
     assert "| metric | video | frame |" in report.to_markdown()
     roc = report.plot_roc(tmp_path / "roc.png")

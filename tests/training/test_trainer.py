@@ -102,7 +102,10 @@ def test_fit_calibrates_and_writes_a_loadable_model_and_history(data_dir: Path, 
     assert cfg.calibration.operating_points.keys() == {"fpr@1%", "fpr@5%"}
     assert cfg.training["counts"]["train"] == {"real": 8, "fake": 8}
     assert cfg.training["best_epoch"] == result.best_epoch
-    assert cfg.training["data"] == [str(data_dir.resolve())]
+    # Folder names only: no path of the training machine in config.json; the files are in the manifest.
+    assert cfg.training["data"] == [data_dir.name]
+    assert str(data_dir) not in (out / "config.json").read_text()
+    assert det.training_manifest is not None and det.training_manifest.counts()["train"] == 16
     assert cfg.training["metrics"]["val_auc"] == pytest.approx(result.metrics["val_auc"])
 
     loaded = Detector.from_pretrained(out)

@@ -106,6 +106,8 @@ def expand_one(text: str, *, recursive: bool) -> list[str]:
         if not found:
             raise InputError(f"the pattern {text!r} matched no image or video files")
         return found
+    if os.path.exists(text):  # a FIFO or device: listed, so that it gets its own error record
+        return [text]
     raise InputError(f"{text}: no such file or folder (pass a folder, a glob pattern, a file or a list of paths)")
 
 

@@ -15,23 +15,30 @@ a bounded number of items ahead of the consumer.
 
 from __future__ import annotations
 
-import json
+import itertools
 import logging
 import os
 import queue
 import threading
+import time
+import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
+from PIL import Image
 
 from deepfakedetect._config import PreprocessConfig
-from deepfakedetect._errors import ConfigError, DeepfakeDetectError
+from deepfakedetect._errors import ConfigError, DeepfakeDetectError, ImageDecodeError
 from deepfakedetect._media import is_video_path
-from deepfakedetect._utils import progress_bar
-from deepfakedetect.batch.inputs import BatchInputs, list_inputs, read_done, scan_output
+from deepfakedetect._untrusted import open_regular, shorten
+from deepfakedetect._utils import as_int, as_number, progress_bar
+from deepfakedetect.batch.budget import DEFAULT_DECODE_BUDGET, DecodeBudget
+from deepfakedetect.batch.inputs import BatchInputs, list_inputs, read_done
+from deepfakedetect.batch.output import ResultsFile, resolved_key
 from deepfakedetect.io.images import load_image
 from deepfakedetect.models.preprocess import resize_shorter_side
 from deepfakedetect.video.aggregators import get_aggregator
@@ -123,12 +130,43 @@ def _prefetch(source: Iterator[T], maxsize: int) -> Iterator[T]:
 
 
 def _decode_image(path: str, pre: PreprocessConfig | None) -> np.ndarray:
-
-
     image = load_image(path)
     # Resized in the decoding threads so only small arrays wait for the model; the model's
     # own resize_and_crop then only crops, so scores equal detect_image's on the same file.
     return image if pre is None else resize_shorter_side(image, pre)
+
+
+def _decode_cost(path: str) -> int:
+    """Peak bytes decoding ``path`` takes, from its header alone (0 when that fails: decoding says why).
+
+    Pillow holds a decoded RGB image in 4 bytes a pixel and the array made from it takes
+    3 more, so 7 bytes a pixel of the stored size.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with open_regular(path) as f, Image.open(f) as img:
+                w, h = img.size
+    except Exception:  # noqa: BLE001 - any failure is reported by the decoding itself
+        return 0
+    return 7 * w * h
+
+
+def _decode_within_budget(path: str, pre: PreprocessConfig | None, budget: DecodeBudget, ticket: int) -> np.ndarray:
+    """Decode one image once the budget grants its peak cost; afterwards it holds only the array."""
+    if not budget.acquire(ticket, _decode_cost(path)):
+        raise _Abandoned(path)
+    try:
+        image = _decode_image(path, pre)
+    except BaseException:
+        budget.release(ticket)
+        raise
+    budget.resize(ticket, image.nbytes)
+    return image
+
+
+class _Abandoned(Exception):
+    """An image whose decoding was given up on (timed out, or the run ended)."""
 
 
 def _error_record(source: str, error: BaseException) -> dict[str, Any]:
@@ -150,6 +188,8 @@ def detect_many(
     aggregator: Any = None,
     threshold: float | None = None,
     recursive: bool = True,
+    timeout: float = 120.0,
+    decode_budget: int = DEFAULT_DECODE_BUDGET,
 ) -> Iterator[dict[str, Any]]:
     """Score many images and videos, yielding one JSON-ready record per input as it is done.
 
@@ -164,11 +204,17 @@ def detect_many(
         detector: The detector to score with.
         inputs: A folder, a glob pattern, a text file listing paths, a file, or a list
             of paths (see :func:`list_inputs`).
-        output: A JSON-lines file to append each record to (flushed per record).
-        resume: Continue ``output``: inputs already recorded there (by ``"source"``)
-            are skipped and not yielded again; an incomplete last line (a run killed
-            mid-write) is cut off and its input scored again. Error records count as
-            done; delete those lines to retry them.
+        output: A JSON-lines file to append each record to (written per record). It
+            is locked for the run (from this call on): a second run on the same file
+            is refused with :class:`ConfigError`. A FIFO or socket is refused; a
+            character device (``/dev/null``) may be written but not resumed.
+        resume: Continue ``output``: inputs already recorded there are skipped and not
+            yielded again, matched by resolved path (``d/a.jpg`` and ``./d/a.jpg`` are
+            the same input; a relative path is resolved against the current folder,
+            so resume from the folder the run started in); an incomplete last line (a run killed mid-write) is cut
+            off and its input scored again; a line that is not a record is skipped
+            with a warning naming it. Error records count as done; delete those lines
+            to retry them.
         overwrite: Start ``output`` afresh when it already holds records. Without
             ``resume`` or ``overwrite``, an existing non-empty ``output`` is refused so
             that finished work is never lost by mistake.
@@ -181,6 +227,13 @@ def detect_many(
         aggregator: Frame-score aggregator for videos (default: the model config's).
         threshold: Decision threshold (default: the model's calibrated one).
         recursive: For folders and ``**`` globs, descend into sub-folders.
+        timeout: Seconds one input may take to decode without progress (videos: ffmpeg
+            neither writing nor computing; images: waiting for the decoding thread)
+            before it gets an error record and the run goes on.
+        decode_budget: Bytes of decoded images allowed to exist ahead of the model
+            (default 256 MiB). Each image's peak decoding cost is read from its header
+            and granted in input order; one image larger than the budget is decoded
+            alone. Bounds memory by pixels, not by files.
 
     Returns:
         A generator of records; nothing is read or scored until it is iterated.
@@ -188,8 +241,10 @@ def detect_many(
 
     Raises:
         InputError: inputs that name nothing to score.
-        ConfigError: bad arguments, ``resume`` without ``output``, or an existing
-            ``output`` without ``resume`` or ``overwrite``.
+        ConfigError: bad arguments, ``resume`` without ``output``, an existing
+            ``output`` without ``resume`` or ``overwrite``, or an ``output`` another
+            run is writing.
+        OutputError: ``output`` cannot be opened, or (while iterating) written.
         UnknownPluginError: an unknown sampler or aggregator name.
 
     Example:
@@ -202,79 +257,57 @@ def detect_many(
         >>> [(pathlib.Path(r["source"]).name, r["status"]) for r in detect_many(det, d, progress=False)]
         [('a.jpg', 'ok'), ('b.jpg', 'error')]
     """
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+    for name, value in (("batch_size", batch_size), ("num_workers", num_workers), ("prefetch_size", prefetch_size),
+                        ("decode_budget", decode_budget)):
+        if value is not None and as_int(value) < 1:
+            raise ConfigError(f"{name} must be a positive integer, got {shorten(value)}")
     if num_workers is None:
         num_workers = min(4, os.cpu_count() or 1)
-    if not isinstance(num_workers, int) or num_workers < 1:
-        raise ConfigError(f"num_workers must be a positive integer, got {num_workers!r}")
     if prefetch_size is None:
         prefetch_size = 2 * batch_size
-    if not isinstance(prefetch_size, int) or prefetch_size < 1:
-        raise ConfigError(f"prefetch_size must be a positive integer, got {prefetch_size!r}")
-    if threshold is not None and not (isinstance(threshold, (int, float)) and 0.0 <= float(threshold) <= 1.0):
-        raise ConfigError(f"threshold must be a number in [0, 1], got {threshold!r}")
+    if threshold is not None and not 0.0 <= as_number(threshold) <= 1.0:
+        raise ConfigError(f"threshold must be a number in [0, 1], got {shorten(threshold)}")
+    if not as_number(timeout) > 0:
+        raise ConfigError(f"timeout must be a positive number of seconds, got {shorten(timeout)}")
     if resume and overwrite:
         raise ConfigError("resume=True and overwrite=True contradict each other: choose one")
     out_path = None if output is None else os.fspath(output)
     if resume and out_path is None:
         raise ConfigError("resume=True needs output= (the JSON-lines file to continue)")
-    done: set[str] = set()
-    append_at = 0
-    if out_path is not None:
-        if os.path.isdir(out_path):
-            raise ConfigError(f"output {out_path} is a folder; pass a file path such as results.jsonl")
-        if resume:
-            done, append_at = scan_output(out_path)
-        elif not overwrite and os.path.exists(out_path) and os.path.getsize(out_path) > 0:
-            raise ConfigError(
-                f"output {out_path} already holds results: pass resume=True (--resume) to continue it, "
-                "overwrite=True to start again, or another file"
-            )
     # Resolved once, so an unknown name fails here rather than once per video.
     if sampler is not None:
-
         sampler = get_sampler(sampler)
     if aggregator is not None:
-
         aggregator = get_aggregator(aggregator)
     paths = list_inputs(inputs, recursive=recursive)
-    todo = [p for p in paths if p not in done]
-    if done:
+    # Opened (and locked) last, so that an argument error never leaves a file locked.
+    out = None if out_path is None else ResultsFile(out_path, resume=resume, overwrite=overwrite)
+    todo = paths
+    if out is not None and out.done:
+        done = {resolved_key(p) for p in out.done}
+        todo = [p for p in paths if resolved_key(p) not in done]
         logger.info("resuming %s: %d of %d inputs already done", out_path, len(paths) - len(todo), len(paths))
     return _run(
         detector,
         todo,
-        out_path=out_path,
-        append_at=append_at if resume else 0,
+        out=out,
         batch_size=batch_size,
         num_workers=num_workers,
-        prefetch_size=max(prefetch_size, 1),
+        prefetch_size=prefetch_size,
         progress=progress,
         sampler=sampler,
         aggregator=aggregator,
         threshold=threshold,
+        timeout=float(timeout),
+        budget=DecodeBudget(decode_budget),
     )
-
-
-def _open_output(path: str, append_at: int) -> IO[bytes]:
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    f = open(path, "r+b" if append_at and os.path.exists(path) else "wb")
-    if append_at:
-        # Cut off an incomplete last line left by a killed run before appending.
-        f.seek(append_at)
-        f.truncate()
-    return f
 
 
 def _run(
     detector: Detector,
     paths: list[str],
     *,
-    out_path: str | None,
-    append_at: int,
+    out: ResultsFile | None,
     batch_size: int,
     num_workers: int,
     prefetch_size: int,
@@ -282,66 +315,103 @@ def _run(
     sampler: Any,
     aggregator: Any,
     threshold: float | None,
+    timeout: float,
+    budget: DecodeBudget,
 ) -> Iterator[dict[str, Any]]:
-
     pre = None if detector.config.faces.enabled else detector.config.preprocess
-    out = _open_output(out_path, append_at) if out_path is not None else None
-    bar = progress_bar(len(paths), "detect", unit="file", progress=progress)
-    if bar is not None:
-        bar.unit = "file"
-    pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="dfd-decode")
-    # The window holds submitted-but-unconsumed inputs: decoded images wait here, so its
-    # length bounds memory. Videos hold no future; they are decoded by detect_video.
-    window: deque[tuple[str, Future[np.ndarray] | None]] = deque()
+    bar = None
+    pool = None
+    # The window holds submitted-but-unconsumed inputs, in order: images with their
+    # decoding future and budget ticket, videos with neither (detect_video decodes them).
+    window: deque[tuple[str, Future[np.ndarray] | None, int]] = deque()
+    tickets = itertools.count()
     in_flight = 0  # images in the window
+    abandoned = False
     pending = iter(paths)
 
     def fill() -> None:
         nonlocal in_flight
+        assert pool is not None
         if in_flight >= prefetch_size:
             return
         for path in pending:
             if is_video_path(path):
-                window.append((path, None))
+                window.append((path, None, -1))
             else:
-                window.append((path, pool.submit(_decode_image, path, pre)))
+                ticket = next(tickets)
+                window.append((path, pool.submit(_decode_within_budget, path, pre, budget, ticket), ticket))
                 in_flight += 1
                 if in_flight >= prefetch_size:
                     return
 
+    def wait(path: str, fut: Future[np.ndarray], ticket: int, holding: bool) -> np.ndarray | BaseException | None:
+        """The decoded image or its error; ``None``: score what is held first (the budget waits for it)."""
+        nonlocal abandoned
+        start = time.monotonic()
+        while True:
+            try:
+                return fut.result(timeout=0.05)
+            except FutureTimeout:
+                if holding and budget.blocked(ticket):
+                    return None
+                if time.monotonic() - start > timeout:
+                    fut.cancel()
+                    budget.abandon(ticket)
+                    abandoned = True
+                    return ImageDecodeError(
+                        f"{path}: decoding took more than {timeout:g} s and was abandoned (a stalled disk or "
+                        "network mount?); check the file, or pass a larger timeout (--timeout)"
+                    )
+            except (DeepfakeDetectError, OSError, _Abandoned) as e:
+                return e
+
     def emit(records: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         for rec in records:
             if out is not None:
-                out.write(json.dumps(rec, allow_nan=False).encode("utf-8") + b"\n")
-                out.flush()
+                out.write(rec)
             if bar is not None:
                 bar.update(1)
             yield rec
 
     try:
+        if out is not None:
+            out.start()
+        bar = progress_bar(len(paths), "detect", unit="file", progress=progress)
+        pool = ThreadPoolExecutor(max_workers=num_workers, thread_name_prefix="dfd-decode")
         fill()
         while window:
-            path, fut = window[0]
+            path, fut, _ = window[0]
             if fut is None:
                 window.popleft()
                 fill()
-                yield from emit([_score_video(detector, path, batch_size, sampler, aggregator, threshold)])
+                yield from emit([_score_video(detector, path, batch_size, sampler, aggregator, threshold, timeout)])
                 continue
-            batch: list[tuple[str, Future[np.ndarray]]] = []
+            batch: list[tuple[str, np.ndarray | BaseException, int]] = []
             while window and len(batch) < batch_size:
-                p, f = window[0]
+                p, f, t = window[0]
                 if f is None:
                     break
+                got = wait(p, f, t, holding=any(isinstance(x, np.ndarray) for _, x, _ in batch))
+                if got is None:
+                    break
                 window.popleft()
-                batch.append((p, f))
-            in_flight -= len(batch)
-            fill()
-            yield from emit(_score_images(detector, batch, batch_size, threshold))
+                in_flight -= 1
+                batch.append((p, got, t))
+                fill()
+            try:
+                records = _score_images(detector, batch, batch_size, threshold)
+            finally:
+                for _, _, t in batch:
+                    budget.release(t)
+            yield from emit(records)
     finally:
-        for _, fut in window:
+        budget.close()
+        for _, fut, _ in window:
             if fut is not None:
                 fut.cancel()
-        pool.shutdown(wait=True, cancel_futures=True)
+        if pool is not None:
+            # A decoding thread stuck past its timeout cannot be stopped; do not wait for it.
+            pool.shutdown(wait=not abandoned, cancel_futures=True)
         if bar is not None:
             bar.close()
         if out is not None:
@@ -349,16 +419,15 @@ def _run(
 
 
 def _score_images(
-    detector: Detector, batch: list[tuple[str, Future[np.ndarray]]], batch_size: int, threshold: float | None
+    detector: Detector, batch: list[tuple[str, np.ndarray | BaseException, int]], batch_size: int,
+    threshold: float | None,
 ) -> list[dict[str, Any]]:
     records: list[dict[str, Any] | None] = []
     arrays: list[np.ndarray] = []
     slots: list[int] = []
-    for path, fut in batch:
-        try:
-            image = fut.result()
-        except (DeepfakeDetectError, OSError) as e:
-            records.append(_error_record(path, e))
+    for path, image, _ in batch:
+        if not isinstance(image, np.ndarray):
+            records.append(_error_record(path, image))
             continue
         slots.append(len(records))
         records.append(None)
@@ -373,11 +442,13 @@ def _score_images(
 
 
 def _score_video(
-    detector: Detector, path: str, batch_size: int, sampler: Any, aggregator: Any, threshold: float | None
+    detector: Detector, path: str, batch_size: int, sampler: Any, aggregator: Any, threshold: float | None,
+    timeout: float,
 ) -> dict[str, Any]:
     try:
         result = detector.detect_video(
-            path, sampler=sampler, aggregator=aggregator, batch_size=batch_size, threshold=threshold, progress=False
+            path, sampler=sampler, aggregator=aggregator, batch_size=batch_size, threshold=threshold,
+            progress=False, timeout=timeout,
         )
     except (DeepfakeDetectError, OSError) as e:
         return _error_record(path, e)

@@ -1,6 +1,6 @@
 """Scoring a corpus across machines with Ray Data: one detector per worker.
 
-Ray is an optional extra (``pip install "deepfakedetect[ray]"``). Nothing here is
+Ray is an optional extra (``pip install "ray[data]>=2.9"``, the ``ray`` extra). Nothing here is
 scheduled by this library: Ray Data splits the dataset into batches and hands them to
 a pool of actors, each holding one :class:`~deepfakedetect.Detector` built once, and
 scales the pool over the machines of a Ray cluster. Files must be readable from every
@@ -41,7 +41,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["DetectorPredictor", "detect_with_ray"]
 
-_INSTALL = 'Ray is not installed: pip install "deepfakedetect[ray]" (or "ray[data]>=2.9")'
+_INSTALL = 'Ray is not installed: pip install "ray[data]>=2.9" (the [ray] extra)'
 
 
 class DetectorPredictor:

@@ -1,4 +1,10 @@
-"""``deepfakedetect detect``: score images, videos, folders and lists of them."""
+"""``deepfakedetect detect``: score images, videos, folders and lists of them.
+
+Arguments are checked before the model is loaded or any input read, so a bad one exits
+with code 2 whatever the inputs. Everything written to the terminal that comes from a
+file name or a file (sources, error messages) has its control characters escaped: one
+input, one line.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +14,95 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from deepfakedetect._errors import DeepfakeDetectError
+from deepfakedetect._errors import ConfigError, DeepfakeDetectError, OutputError
 from deepfakedetect._media import is_video_path
+from deepfakedetect._untrusted import printable, shorten
+from deepfakedetect._utils import as_number
 from deepfakedetect.batch.many import detect_many
 from deepfakedetect.detector import Detector
+from deepfakedetect.video.aggregators import get_aggregator
+from deepfakedetect.video.samplers import get_sampler
 
 __all__ = ["run"]
 
 
+def uncertain_band_option(text: str | None) -> tuple[float, float] | bool | None:
+    """``--uncertain-band``: ``None`` (the model's), ``"off"`` (``False``), or ``"LOW,HIGH"``.
+
+    Example:
+        >>> uncertain_band_option("0.2,0.9"), uncertain_band_option("off"), uncertain_band_option(None)
+        ((0.2, 0.9), False, None)
+    """
+    if text is None:
+        return None
+    if text.strip().lower() in ("off", "none", "no"):
+        return False
+    parts = text.replace(":", ",").split(",")
+    try:
+        low, high = (float(x) for x in parts)
+    except ValueError:
+        raise ConfigError(f"--uncertain-band must be LOW,HIGH (e.g. 0.3,0.8) or off, got {text!r}") from None
+    return (low, high)
+
+
 def _load_detector(args: argparse.Namespace) -> Detector:
     return Detector.from_pretrained(
-        args.model, revision=args.revision, local_files_only=args.offline, device=args.device
-    )
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device, backend=args.backend,
+        flip=args.flip, uncertain_band=uncertain_band_option(args.uncertain_band),
+    )  # fmt: skip
+
+
+def _line(source: str, score: float | None, verdict: str | None, label: str | None) -> str:
+    source = printable(source)  # a file name cannot forge or break the line
+    if score is None:
+        return f"{source}\tno_face"
+    line = f"{source}\t{verdict}\tfake_score={score:.4f}"
+    return line + f"\tlabel={label}" if verdict == "uncertain" else line
+
+
+def _check_args(args: argparse.Namespace) -> None:
+    """Refuse bad arguments before anything is loaded or read (exit code 2 for a file as for a folder)."""
+    if args.threshold is not None and not 0.0 <= as_number(args.threshold) <= 1.0:
+        raise ConfigError(f"--threshold must be a number in [0, 1], got {shorten(args.threshold)}")
+    if args.sampler is not None:
+        get_sampler(args.sampler)
+    if args.aggregator is not None:
+        get_aggregator(args.aggregator)
+    if args.resume and not args.output:
+        raise ConfigError("--resume needs --output (the JSON-lines file to continue)")
+    if args.overwrite and not args.output:
+        raise ConfigError("--overwrite needs --output (the JSON-lines file to start again)")
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: choose one")
+    if args.output and not (args.resume or args.overwrite):
+        # detect_many refuses it too, in the library's words (resume=True); here in the CLI's.
+        out = Path(args.output)
+        if out.is_file() and out.stat().st_size > 0:
+            raise ConfigError(
+                f"--output {out} already holds results: continue it (--resume), start it again (--overwrite), "
+                "or write to another file"
+            )
+
+
+def _emit(line: str) -> None:
+    """Print one line to standard output, at once; a full disk there is an OutputError (exit 2)."""
+    try:
+        print(line)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        error = OutputError(f"cannot write to standard output: {e.strerror or e}")
+        error.stdout = True  # type: ignore[attr-defined]  # main() silences stdout before exiting
+        raise error from e
+
+
+def _report(message: object) -> None:
+    print(f"deepfakedetect: error: {printable(message)}", file=sys.stderr)
 
 
 def _summary(result: Any, path: str) -> str:
-    if result.fake_score is None:
-        line = f"{path}\tno_face"
-    else:
-        line = f"{path}\t{result.label}\tfake_score={result.fake_score:.4f}"
+    line = _line(path, result.fake_score, result.verdict, result.label)
     frames = getattr(result, "frames", None)
     if frames is not None:
         line += f"\tframes={result.num_decoded}/{result.num_requested}"
@@ -69,31 +145,32 @@ def _cmd_detect_many(args: argparse.Namespace, detector: Any) -> int:
         inputs,
         output=args.output,
         resume=args.resume,
+        overwrite=args.overwrite,
         batch_size=args.batch_size,
         progress=False if args.no_progress else None,
         sampler=args.sampler,
         aggregator=args.aggregator,
         threshold=args.threshold,
+        timeout=args.timeout,
     ):
         if record.get("status") == "error":
             failures += 1
-            print(f"deepfakedetect: error: {record.get('error')}", file=sys.stderr)
+            _report(record.get("error"))
         if args.json:
             if not args.frames:
                 record.pop("frames", None)
                 record.pop("faces", None)
-            print(json.dumps(record))
+            _emit(json.dumps(record))
         elif record.get("status") != "error":
-            score = record.get("fake_score")
-            line = f"{record['source']}\tno_face" if score is None else f"{record['source']}\t{record['label']}\tfake_score={score:.4f}"
+            line = _line(record["source"], record.get("fake_score"), record.get("verdict"), record.get("label"))
             people = record.get("people") or []
-            print("\n".join([line + (f"\tpeople={len(people)}" if people else ""), *_people_lines(people)]))
-        sys.stdout.flush()
+            _emit("\n".join([line + (f"\tpeople={len(people)}" if people else ""), *_people_lines(people)]))
     return 1 if failures else 0
 
 
 def run(args: argparse.Namespace) -> int:
     """``deepfakedetect detect``: score each input, print a line (or JSON) per input."""
+    _check_args(args)
     detector = _load_detector(args).compile(args.compile)
     if args.output or any(_is_many(p) for p in args.files):
         return _cmd_detect_many(args, detector)
@@ -110,22 +187,22 @@ def run(args: argparse.Namespace) -> int:
                     threshold=args.threshold,
                     progress=progress,
                     allow_urls=args.allow_urls,
+                    timeout=args.timeout,
                 )
             else:
                 result = detector.detect_image(path, batch_size=args.batch_size, threshold=args.threshold)
         except DeepfakeDetectError as e:
             failures += 1
             if args.json:
-                print(json.dumps({"source": path, "status": "error", "error": str(e), "type": type(e).__name__}))
-            print(f"deepfakedetect: error: {e}", file=sys.stderr)
+                _emit(json.dumps({"source": path, "status": "error", "error": str(e), "type": type(e).__name__}))
+            _report(e)
             continue
         if args.json:
             d = result.to_dict()
             if not args.frames:
                 d.pop("frames", None)
                 d.pop("faces", None)
-            print(json.dumps(d))
+            _emit(json.dumps(d))
         else:
-            print(_summary(result, path))
-        sys.stdout.flush()
+            _emit(_summary(result, path))
     return 1 if failures else 0

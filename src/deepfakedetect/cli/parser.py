@@ -8,8 +8,10 @@ only when that subcommand runs.
 from __future__ import annotations
 
 import argparse
-from typing import Any
+import math
+from typing import Any, NoReturn
 
+from deepfakedetect._untrusted import printable
 from deepfakedetect._version import __version__
 
 __all__ = ["build_parser"]
@@ -20,10 +22,41 @@ def _add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--revision", default=None, help="Hub branch, tag or commit sha")
     p.add_argument("--offline", action="store_true", help="use only the local Hugging Face cache")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
+    p.add_argument(
+        "--backend",
+        choices=("torch", "onnxruntime"),
+        default="torch",
+        help="onnxruntime: run a folder written by `deepfakedetect export` with ONNX Runtime (the [onnx] extra)",
+    )
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, exit code 2, like every other error.
+
+    Subcommand parsers are made from the same class (argparse's ``add_subparsers``
+    default), so ``deepfakedetect detect --batch-size x`` says so in one line too.
+    """
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"deepfakedetect: error: {self.prog}: {printable(message)} (see '{self.prog} --help')\n")
+def _add_scoring_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--flip",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="test-time flip: also score each image or face mirrored and average (default: the model's setting)",
+    )
+    p.add_argument(
+        "--uncertain-band",
+        default=None,
+        metavar="LOW,HIGH|off",
+        help="scores in [LOW, HIGH) get the verdict 'uncertain' (default: the model's bands, fitted on "
+        "validation data; 'off': none)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="deepfakedetect", description="Tell real faces, images and videos from deepfakes."
     )
     parser.add_argument("--version", action="version", version=f"deepfakedetect {__version__}")
@@ -50,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="frame-score aggregator for videos: NAME or NAME:key=value,... (e.g. top_k_mean:k=5)",
     )
     d.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
-    d.add_argument("--batch-size", type=int, default=32)
+    _add_scoring_args(d)
+    d.add_argument("--batch-size", type=_positive_int, default=32, help="images, face crops or frames per forward pass")
     d.add_argument(
         "--compile",
         action="store_true",
@@ -61,10 +95,82 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--no-progress", action="store_true", help="no progress bars")
     d.add_argument("--output", default=None, help="append one JSON line per input to this file (see --resume)")
     d.add_argument("--resume", action="store_true", help="with --output, skip inputs already in the file")
+    d.add_argument(
+        "--overwrite", action="store_true", help="with --output, start the file afresh even if it holds results"
+    )
+    d.add_argument(
+        "--timeout",
+        type=_positive_seconds,
+        default=120.0,
+        metavar="SECONDS",
+        help="give up on an input whose decoding makes no progress for this long (default: 120)",
+    )
     d.set_defaults(run="deepfakedetect.cli.detect:run")
 
     _add_train_parsers(sub)
+    _add_deploy_parsers(sub)
     return parser
+
+
+def _add_deploy_parsers(subparsers: Any) -> None:
+    """Add ``export`` and ``serve`` to the main parser's subparsers."""
+    x = subparsers.add_parser(
+        "export",
+        help="export a detector's networks to ONNX",
+        description=(
+            "Write the classifier (and, with the face stage on, the RetinaFace face detector) as ONNX files "
+            "beside the model's config.json, for --backend onnxruntime. Needs the [onnx] extra."
+        ),
+    )
+    x.add_argument("model", nargs="?", default=None, metavar="MODEL", help="model folder or Hub repo id (default: the built-in model)")
+    x.add_argument("--format", choices=("onnx",), default="onnx", help="the only format: onnx")
+    x.add_argument("--out", required=True, metavar="DIR", help="output folder")
+    x.add_argument("--revision", default=None, help="Hub branch, tag or commit sha")
+    x.add_argument("--offline", action="store_true", help="use only the local Hugging Face cache")
+    x.set_defaults(run="deepfakedetect.cli.export:run")
+
+    s = subparsers.add_parser(
+        "serve",
+        help="a local web service and page",
+        description=(
+            "Serve the detector over HTTP: POST /v1/detect, GET /v1/model, GET /healthz, /openapi.json, and a page "
+            "at / for dropping files. Binds to 127.0.0.1 (this machine only) unless --host says otherwise; no "
+            "authentication, no CORS unless --cors-origin. Needs the [serve] extra. See docs/guides/serve.md."
+        ),
+    )
+    _add_model_args(s)
+    s.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1, this machine only)")
+    s.add_argument("--port", type=_positive_int, default=8000)
+    s.add_argument("--max-upload-mb", type=float, default=100.0, help="largest upload in MB (default: 100)")
+    s.add_argument("--max-image-pixels", type=_positive_int, default=50_000_000, help="largest image, width x height")
+    s.add_argument("--max-video-seconds", type=float, default=600.0, help="longest video (default: 600)")
+    s.add_argument("--max-video-pixels", type=_positive_int, default=3840 * 2160, help="largest frame, width x height")
+    s.add_argument("--max-video-frames", type=_positive_int, default=256, help="most frames a sampler may ask for")
+    s.add_argument("--timeout", type=float, default=120.0, help="seconds per request, queueing included (default: 120)")
+    s.add_argument("--concurrency", type=_positive_int, default=1, help="requests scored at once (default: 1)")
+    s.add_argument("--queue", type=int, default=8, help="requests that may wait; more get 503 (default: 8)")
+    s.add_argument("--retry-after", type=int, default=5, help="seconds in Retry-After with a 503 (default: 5)")
+    s.add_argument(
+        "--allow-path", action="append", default=[], metavar="DIR",
+        help="allow requests to name files under DIR instead of uploading (repeatable; default: refused)",
+    )
+    s.add_argument(
+        "--cors-origin", action="append", default=[], metavar="ORIGIN",
+        help="allow browser pages from ORIGIN to call the API (repeatable; default: no CORS)",
+    )
+    s.add_argument("--temp-dir", default=None, metavar="DIR", help="where uploads are kept while scored")
+    s.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    s.set_defaults(run="deepfakedetect.cli.serve:run")
+
+
+def _positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -135,6 +241,9 @@ def _add_train_parsers(subparsers: Any) -> None:
     t.add_argument("--strict", action="store_true", help="fail on unreadable images instead of skipping them")
     t.add_argument("--no-calibrate", action="store_true", help="keep temperature 1 and threshold 0.5")
     t.add_argument("--resume", action="store_true", help="continue from DIR/checkpoints/last.safetensors")
+    t.add_argument(
+        "--overwrite", action="store_true", help="replace the model (and the run) already in --out, if any"
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--device", default=None, help="cpu, cuda, cuda:1, ... (default: cuda when available)")
     t.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -161,11 +270,20 @@ def _add_train_parsers(subparsers: Any) -> None:
     e.add_argument("model", metavar="MODEL", help="model folder or Hub repo id")
     e.add_argument("data", nargs="+", metavar="DATA", help="data folder(s)")
     e.add_argument("--split", default="test", choices=("test", "val", "train", "all"))
-    e.add_argument("--videos", action="store_true", help="evaluate videos (video- and frame-level metrics)")
+    kind = e.add_mutually_exclusive_group()
+    kind.add_argument(
+        "--videos", action="store_const", const=True, default=None,
+        help="evaluate videos only (video- and frame-level metrics; default: images and videos, whichever the data holds)",
+    )  # fmt: skip
+    kind.add_argument("--images", dest="videos", action="store_const", const=False, help="evaluate images only")
     e.add_argument("--json", action="store_true", help="print the report as JSON")
     e.add_argument("--scores", action="store_true", help="with --json, include every item's score")
     e.add_argument("--roc", metavar="PATH", default=None, help="write an ROC plot (PNG; needs matplotlib)")
-    e.add_argument("--threshold", type=float, default=None, help="decision threshold (default: the model's)")
+    e.add_argument(
+        "--threshold", type=float, default=None,
+        help="decision threshold for every level (default: the model's, for videos its video calibration's)",
+    )  # fmt: skip
+    _add_scoring_args(e)
     e.add_argument("--batch-size", type=_positive_int, default=32)
     e.add_argument("--sampler", default=None, help="frame sampler for --videos, e.g. uniform:num_frames=16")
     e.add_argument("--aggregator", default=None, help="frame aggregator for --videos, e.g. top_k_mean:k=5")
@@ -175,3 +293,39 @@ def _add_train_parsers(subparsers: Any) -> None:
     e.add_argument("--device", default=None)
     e.add_argument("--no-progress", action="store_true", help="no progress bars")
     e.set_defaults(run="deepfakedetect.cli.train:run_evaluate")
+
+    c = subparsers.add_parser(
+        "calibrate",
+        help="calibrate a model on validation images and videos, each kind on its own",
+        description=(
+            "Fit the image calibration on validation images and the video calibration on validation videos "
+            "(scored at video level with the model's sampler and aggregator, or --sampler/--aggregator, which "
+            "then become the model's defaults): temperature, threshold, operating points and the uncertain "
+            "band. DIR holds real/ and fake/ (used whole) or train/ val/ test/ (val/ used). Writes the "
+            "calibrated model folder to --out."
+        ),
+    )
+    c.add_argument("model", metavar="MODEL", help="model folder or Hub repo id")
+    c.add_argument("--out", required=True, metavar="DIR", help="where to write the calibrated model")
+    c.add_argument("--images", nargs="+", default=None, metavar="DIR", help="validation image folder(s)")
+    c.add_argument("--videos", nargs="+", default=None, metavar="DIR", help="validation video folder(s)")
+    c.add_argument(
+        "--target-precision", type=float, default=0.9,
+        help="class-balanced precision each call must reach outside the uncertain band (default: 0.9)",
+    )  # fmt: skip
+    c.add_argument("--no-band", action="store_true", help="fit no uncertain band")
+    c.add_argument("--method", choices=("balanced_accuracy", "eer"), default="balanced_accuracy", help="threshold method")
+    c.add_argument("--sampler", default=None, help="frame sampler for the videos, e.g. uniform:num_frames=32")
+    c.add_argument("--aggregator", default=None, help="frame aggregator for the videos, e.g. median")
+    c.add_argument(
+        "--flip", action=argparse.BooleanOptionalAction, default=None,
+        help="calibrate (and store) the model with test-time flip on or off (default: the model's setting)",
+    )  # fmt: skip
+    c.add_argument("--batch-size", type=_positive_int, default=32)
+    c.add_argument("--strict", action="store_true", help="fail on unreadable files instead of leaving them out")
+    c.add_argument("--revision", default=None, help="Hub branch, tag or commit sha")
+    c.add_argument("--offline", action="store_true", help="use only the local Hugging Face cache")
+    c.add_argument("--device", default=None)
+    c.add_argument("--no-progress", action="store_true", help="no progress bars")
+    c.add_argument("--json", action="store_true", help="print the new calibrations as JSON")
+    c.set_defaults(run="deepfakedetect.cli.train:run_calibrate")

@@ -12,15 +12,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from deepfakedetect._config import CONFIG_NAME, WEIGHTS_NAME
 from deepfakedetect._errors import ConfigError
+from deepfakedetect._untrusted import printable
 from deepfakedetect._utils import jsonable
+from deepfakedetect.cli.detect import uncertain_band_option
 from deepfakedetect.detector import Detector
 from deepfakedetect.training.augment import AugmentConfig
+from deepfakedetect.training.calibrate import calibrate_detector
 from deepfakedetect.training.evaluate import evaluate
 from deepfakedetect.training.temporal import TemporalTrainConfig
 from deepfakedetect.training.trainer import Trainer
 
-__all__ = ["run_evaluate", "run_temporal", "run_train"]
+__all__ = ["run_calibrate", "run_evaluate", "run_temporal", "run_train"]
 
 
 def run_temporal(args: argparse.Namespace) -> int:
@@ -59,8 +63,28 @@ def run_temporal(args: argparse.Namespace) -> int:
     return 0
 
 
+#: What makes a folder hold a model (or a run) that ``train --out`` would replace.
+_MODEL_FILES = (CONFIG_NAME, WEIGHTS_NAME, "checkpoints/last.safetensors")
+
+
+def _check_out(args: argparse.Namespace) -> None:
+    """Refuse to replace a model folder unless told (--overwrite) or continuing its run (--resume)."""
+    out = Path(args.out)
+    if args.resume and args.overwrite:
+        raise ConfigError("--resume and --overwrite contradict each other: choose one")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is not a folder; pass a folder for the model")
+    found = [name for name in _MODEL_FILES if (out / name).exists()]
+    if found and not (args.overwrite or args.resume):
+        raise ConfigError(
+            f"--out {out} already holds a model or a run ({', '.join(found)}): pass --overwrite to replace it, "
+            "--resume to continue its run, or another --out"
+        )
+
+
 def run_train(args: argparse.Namespace) -> int:
     """``deepfakedetect train``."""
+    _check_out(args)  # a temporal model is written to --out too
     if args.temporal:
         return run_temporal(args)
     if args.model is not None:
@@ -128,7 +152,7 @@ def run_train(args: argparse.Namespace) -> int:
                 f"{split}: accuracy {m[f'{split}_accuracy']:.4f}, ROC AUC {_num(m[f'{split}_auc']):.4f}, "
                 f"EER {_num(m[f'{split}_eer']):.4f}, log loss {m[f'{split}_log_loss']:.4f} ({m[f'{split}_n']} images)"
             )
-    print(f"model written to {args.out} (load with Detector.from_pretrained({str(args.out)!r}))")
+    print(f"model written to {printable(args.out)} (load with Detector.from_pretrained({str(args.out)!r}))")
     sys.stdout.flush()
     return 0
 
@@ -141,8 +165,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """``deepfakedetect evaluate``."""
 
     detector = Detector.from_pretrained(
-        args.model, revision=args.revision, local_files_only=args.offline, device=args.device
-    )
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device,
+        flip=args.flip, uncertain_band=uncertain_band_option(args.uncertain_band),
+    )  # fmt: skip
     report = evaluate(
         detector,
         args.data if len(args.data) > 1 else args.data[0],
@@ -163,5 +188,50 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(report.to_markdown(), end="")
         if args.roc:
             print(f"ROC plot written to {args.roc}")
+    sys.stdout.flush()
+    return 0
+
+
+def run_calibrate(args: argparse.Namespace) -> int:
+    """``deepfakedetect calibrate``."""
+    detector = Detector.from_pretrained(
+        args.model, revision=args.revision, local_files_only=args.offline, device=args.device, flip=args.flip
+    )
+    calibrated = calibrate_detector(
+        detector,
+        images=args.images,
+        videos=args.videos,
+        target_precision=None if args.no_band else args.target_precision,
+        method=args.method,
+        sampler=args.sampler,
+        aggregator=args.aggregator,
+        batch_size=args.batch_size,
+        strict=args.strict,
+        progress=False if (args.no_progress or args.json) else None,
+    )
+    calibrated.save_pretrained(args.out)
+    config = calibrated.config
+    kinds = {"image": config.calibration, "video": config.video_calibration}
+    if args.json:
+        doc = {"out": str(args.out), **{k: (v.__dict__ if v is not None else None) for k, v in kinds.items()}}
+        print(json.dumps(jsonable(doc)))
+        return 0
+    for kind, cal in kinds.items():
+        if cal is None:
+            print(f"{kind}: no calibration of its own (uses the image calibration)")
+            continue
+        fitted = cal.fitted_on
+        band = "none" if cal.uncertain_band is None else f"[{cal.uncertain_band[0]:.4f}, {cal.uncertain_band[1]:.4f})"
+        share = fitted.get("uncertain_share")
+        auc = fitted.get("auc")
+        refit = "fitted now" if (kind == "image" and args.images) or (kind == "video" and args.videos) else "kept"
+        print(
+            f"{kind} ({refit}): temperature {cal.temperature:.4g}, threshold {cal.threshold:.4f}, "
+            f"uncertain band {band}"
+            + (f" ({100 * share:.1f}% of validation uncertain)" if isinstance(share, (int, float)) else "")
+            + (f"; validation n {fitted.get('n_real')} real / {fitted.get('n_fake')} fake" if "n_real" in fitted else "")
+            + (f", AUC {auc:.4f}" if isinstance(auc, (int, float)) else "")
+        )
+    print(f"calibrated model written to {args.out}")
     sys.stdout.flush()
     return 0

@@ -416,7 +416,8 @@ def detect_faces(
     landmarks are mapped back to each image's own pixels.
 
     Args:
-        model: A loaded :class:`RetinaFace`; inputs go to its device.
+        model: A loaded :class:`RetinaFace` (inputs go to its device), or any module with its
+            inputs and outputs, such as :class:`~deepfakedetect.faces.onnx.OnnxRetinaFace`.
         images: RGB ``uint8`` arrays of shape ``(H, W, 3)``.
         min_confidence: Faces scoring below this are dropped before NMS.
         nms_iou: Overlap above which the weaker of two boxes is suppressed.
@@ -432,7 +433,9 @@ def detect_faces(
         >>> len(out), out[0].boxes.shape
         (1, (0, 4))
     """
-    device = next(model.parameters()).device
+    # An ONNX Runtime network (faces/onnx.py) has no parameters and runs on the CPU.
+    first = next(model.parameters(), None)
+    device = first.device if first is not None else torch.device("cpu")
     results: list[Detections | None] = [None] * len(images)
     # Only images of the same detection size share a batch: padding one image to
     # another's size changes what the network sees near its border, and an image's

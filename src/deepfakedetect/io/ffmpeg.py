@@ -20,6 +20,12 @@ import imageio_ffmpeg
 import numpy as np
 
 from deepfakedetect._errors import ConfigError, InputError, VideoDecodeError
+from deepfakedetect._untrusted import (
+    NotRegularFileError,
+    file_kind,
+    open_regular,
+    printable,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -109,6 +115,13 @@ def resolve(path: str | os.PathLike[str], *, allow_urls: bool) -> tuple[str, str
         raise VideoDecodeError(f"cannot access video {shown}: {e}") from e
     if stat.S_ISDIR(st.st_mode):
         raise VideoDecodeError(f"{shown} is a directory, not a video file; pass the video file itself")
+    if not stat.S_ISREG(st.st_mode):
+        # ffmpeg would block opening a FIFO with no writer, and so would reading it to explain
+        # a failure; a device could be read for ever. Streams go through allow_urls ("pipe:").
+        raise VideoDecodeError(
+            f"{shown} is {file_kind(st.st_mode)}, not a regular file; save the stream to a video file "
+            "first (or, trusting the source, pass allow_urls=True with a 'file:' or 'pipe:' URL)"
+        )
     if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise VideoDecodeError(f"{shown} is empty (0 bytes); re-download or re-export the video")
     # "file:" stops ffmpeg from reading a protocol out of the name; the whitelists stop
@@ -118,9 +131,9 @@ def resolve(path: str | os.PathLike[str], *, allow_urls: bool) -> tuple[str, str
 
 def looks_like_iso_media(path: str) -> bool:
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # never blocks, also if the path became a FIFO since it was checked
             head = f.read(12)
-    except OSError:
+    except (OSError, NotRegularFileError):
         return False
     return len(head) >= 8 and head[4:8] in ISO_BOXES
 
@@ -147,13 +160,16 @@ def explain_failure(shown: str, stderr: str, *, local: bool) -> str:
             "convert it to a single MP4 or MKV video file"
         )
     if "Invalid data found when processing input" in stderr:
-        return f"{shown} is not a video file ffmpeg can read ({tail}); check the file"
+        # Nothing ffmpeg read from a file that is not a video is echoed back.
+        return f"{shown} is not a video file ffmpeg can read (invalid data); check the file"
     return f"ffmpeg could not read {shown}: {tail or 'no error message'}"
 
 
-def stderr_tail(stderr: str, lines: int = 3) -> str:
+def stderr_tail(stderr: str, lines: int = 3, limit: int = 300) -> str:
+    """ffmpeg's last messages as one escaped line of at most about ``limit`` characters."""
     kept = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
-    return " | ".join(kept[-lines:])
+    tail = printable(" | ".join(kept[-lines:]))
+    return tail if len(tail) <= limit else tail[:limit] + "..."
 
 
 def cpu_seconds(pid: int) -> float | None:

@@ -16,6 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from deepfakedetect._errors import ImageDecodeError, InputError
+from deepfakedetect._untrusted import MAX_PIXELS, NotRegularFileError, open_regular
 
 __all__ = ["ImageInput", "describe_input", "is_image_input", "load_image"]
 
@@ -25,7 +26,7 @@ ImageInput = Union[str, "os.PathLike[str]", Image.Image, np.ndarray, Any]
 
 # Pillow's own default; read from the class attribute at call time would pick up a
 # user's change to the global, which is theirs to make, so we honour it when smaller.
-_DEFAULT_MAX_PIXELS = 89_478_485
+_DEFAULT_MAX_PIXELS = MAX_PIXELS
 
 
 def describe_input(x: Any) -> str:
@@ -74,31 +75,78 @@ def load_image(x: ImageInput, *, max_pixels: int | None = None) -> np.ndarray:
     if isinstance(x, (str, os.PathLike)):
         return _load_file(Path(x), max_pixels=max_pixels)
     if isinstance(x, Image.Image):
-        return _pil_to_rgb(x, name="PIL image")
+        return _pil_image_to_rgb(x)
     if isinstance(x, np.ndarray):
         return _array_to_rgb(x, name=describe_input(x), channels_last=True)
     if _is_tensor(x):
-        arr = x.detach().cpu()
-        if arr.dtype.is_floating_point:
-            arr = arr.float()
-        return _array_to_rgb(arr.numpy(), name=describe_input(x), channels_last=False)
+        return _array_to_rgb(_tensor_to_numpy(x), name=describe_input(x), channels_last=False)
     raise InputError(
         f"cannot use {describe_input(x)} as an image: pass a file path, a PIL image, "
         "a NumPy array (HWC) or a torch tensor (CHW)"
     )
 
 
+def _tensor_to_numpy(x: Any) -> np.ndarray:
+    """A tensor's values as an array; a typed error for tensors that hold no plain data."""
+    name = describe_input(x)
+    if getattr(x, "is_meta", False):
+        raise InputError(f"{name} is on the meta device and holds no data; pass a tensor with values")
+    layout = str(getattr(x, "layout", "torch.strided"))
+    if layout != "torch.strided":
+        raise InputError(f"{name} is a sparse tensor ({layout}); convert it with .to_dense() first")
+    try:
+        arr = x.detach().cpu()
+        if arr.dtype.is_floating_point:
+            arr = arr.float()
+        return arr.numpy()
+    except (RuntimeError, TypeError, ValueError, NotImplementedError) as e:  # quantized, nested, ...
+        raise InputError(f"{name}: cannot read its values as an image ({type(e).__name__}: {e})") from e
+
+
+def _pil_image_to_rgb(img: Image.Image) -> np.ndarray:
+    name = describe_input(img)
+    try:
+        # A lazily opened image decodes here: a truncated file or a closed image fails now.
+        img.load()
+        return _pil_to_rgb(img, name=name)
+    except ImageDecodeError:
+        raise
+    except (OSError, ValueError, SyntaxError, EOFError, AttributeError) as e:
+        closed = "closed" in str(e).lower() or getattr(img, "fp", 0) is None and getattr(img, "im", 0) is None
+        why = "it was closed (use it before closing it, or pass img.copy())" if closed else (
+            "the image data is truncated or corrupt"
+        )
+        raise ImageDecodeError(f"{name}: cannot read its pixels: {why} ({type(e).__name__}: {e})") from e
+
+
 def _load_file(path: Path, *, max_pixels: int | None) -> np.ndarray:
     limit = max_pixels or min(_DEFAULT_MAX_PIXELS, Image.MAX_IMAGE_PIXELS or _DEFAULT_MAX_PIXELS)
-    if not path.is_file():
-        raise ImageDecodeError(f"{path}: no such file")
-    if path.stat().st_size == 0:
+    try:
+        # Never blocks: a FIFO, device or folder is refused before anything is read.
+        f = open_regular(path)
+    except NotRegularFileError as e:
+        if e.kind == "a folder":
+            raise ImageDecodeError(
+                f"{path} is a folder, not an image file; pass the image files in it "
+                "(detect_image takes a list) or the folder to detect_many"
+            ) from None
+        raise ImageDecodeError(f"{path}: {e.kind}, not a regular file; only image files are read") from None
+    except FileNotFoundError:
+        raise ImageDecodeError(f"{path}: no such file") from None
+    except OSError as e:
+        raise ImageDecodeError(f"{path}: cannot open the file ({e.strerror or e})") from e
+    with f:
+        return _decode_open_file(f, path, limit)
+
+
+def _decode_open_file(f: Any, path: Path, limit: int) -> np.ndarray:
+    if os.fstat(f.fileno()).st_size == 0:
         raise ImageDecodeError(f"{path}: the file is empty (0 bytes)")
     try:
         with warnings.catch_warnings():
             # Our own pixel limit below replaces Pillow's warning; the global stays untouched.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(f) as img:
                 w, h = img.size
                 if w * h > limit:
                     raise ImageDecodeError(

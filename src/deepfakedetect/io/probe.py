@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from deepfakedetect._errors import ConfigError, InputError, VideoDecodeError
+from deepfakedetect._untrusted import MAX_PIXELS
 from deepfakedetect.io.ffmpeg import (
     check_timeout,
     explain_failure,
@@ -286,8 +287,9 @@ def probe_video(
     Raises:
         InputError: for a URL or protocol when ``allow_urls`` is false.
         VideoDecodeError: the file is missing, empty, not a video, has no video stream,
-            lost its MP4 index (moov atom), holds no complete frame, or the probe
-            timed out. The message names the file and what to do.
+            lost its MP4 index (moov atom), holds no complete frame, has frames over
+            89,478,485 pixels (the image limit), is not a regular file (a FIFO or a
+            device), or the probe timed out. The message names the file and what to do.
         ConfigError: for a non-positive ``timeout``.
 
     Example:
@@ -340,6 +342,14 @@ def probe_video(
         raise VideoDecodeError(f"{shown} has no video frames ({stderr_tail(stderr) or 'empty stream'})")
     if packets.dims is None:
         raise VideoDecodeError(f"ffmpeg did not report the frame size of {shown}; check the file")
+    w, h = packets.dims
+    if w * h > MAX_PIXELS:
+        # The limit images have, from the probe, before ffmpeg decodes any frame (a 16000x16000
+        # frame costs ffmpeg gigabytes and seconds even when it is scaled down at once).
+        raise VideoDecodeError(
+            f"{shown}: frames of {w}x{h} = {w * h:,} pixels are over the limit of {MAX_PIXELS:,} "
+            "pixels per frame (the image limit); downscale the video first (e.g. ffmpeg -vf scale=1920:-2)"
+        )
 
     tb = packets.time_base
     pts_sorted = np.sort(np.asarray(pts_list, dtype=np.int64))

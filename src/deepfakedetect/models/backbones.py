@@ -168,6 +168,9 @@ def build_model(
     except TypeError as e:
         raise ConfigError(f"bad backbone_kwargs for {backbone}: {e}") from e
     except Exception as e:
+        if tv_weights is None:
+            # torchvision checks its arguments with ValueError, assert, or not at all.
+            raise ConfigError(f"bad backbone_kwargs for {backbone}: {type(e).__name__}: {e}") from e
         if tv_weights is not None:
             raise ModelLoadError(
                 f"could not load torchvision weights {tv_weights} for {backbone} ({e}); "

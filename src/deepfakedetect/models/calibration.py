@@ -10,6 +10,13 @@
   point instead.
 - **Operating points**: named thresholds at fixed false-positive rates, e.g.
   ``"fpr@1%"``, for users who must bound how many real items get flagged.
+- **Uncertain band**: ``(low, high)`` around the threshold, where validation shows the
+  score cannot be trusted. ``high`` is the lowest score (at or above the threshold) from
+  which calling "fake" reaches the target precision on the validation data; ``low`` the
+  highest score (at or below it) below which calling "real" does. Precision is
+  class-balanced by default (as if real and fake were equally common), so an unbalanced
+  validation set does not flatter the majority class's calls. When no score reaches the
+  target on one side, the band runs to the end of the scale there.
 """
 
 from __future__ import annotations
@@ -23,11 +30,20 @@ import numpy as np
 
 from deepfakedetect._config import CalibrationConfig
 from deepfakedetect._errors import ConfigError
-from deepfakedetect._metrics import equal_error_rate, roc_curve, threshold_at_fpr
+from deepfakedetect._metrics import equal_error_rate, roc_auc, roc_curve, threshold_at_fpr
+from deepfakedetect.results import verdict
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["calibrate", "fake_margin", "fit_temperature", "fit_threshold", "operating_points"]
+__all__ = [
+    "band_stats",
+    "calibrate",
+    "fake_margin",
+    "fit_temperature",
+    "fit_threshold",
+    "fit_uncertain_band",
+    "operating_points",
+]
 
 # Temperatures are searched in this range: beyond it the data are separable (T -> 0)
 # or carry no signal (T -> inf), and an extreme value would only overfit the split.
@@ -174,6 +190,110 @@ def operating_points(y_true: Any, scores: Any, *, fprs: Sequence[float] = (0.01,
     return out
 
 
+def _precision(called: np.ndarray, y: np.ndarray, positive: int, prior: float | None) -> float:
+    """Precision of calling ``positive`` on the items where ``called`` is true."""
+    if not called.any():
+        return math.nan
+    hits = called & (y == positive)
+    misses = called & (y != positive)
+    if prior is None:
+        return float(hits.sum() / called.sum())
+    n_pos, n_neg = int((y == positive).sum()), int((y != positive).sum())
+    p = prior if positive == 1 else 1.0 - prior
+    rate_hit = hits.sum() / n_pos if n_pos else 0.0
+    rate_miss = misses.sum() / n_neg if n_neg else 0.0
+    denom = p * rate_hit + (1.0 - p) * rate_miss
+    return float(p * rate_hit / denom) if denom > 0 else math.nan
+
+
+def fit_uncertain_band(
+    y_true: Any,
+    scores: Any,
+    threshold: float,
+    *,
+    target_precision: float = 0.9,
+    prior: float | None = 0.5,
+) -> tuple[float, float]:
+    """Fit the uncertain band around ``threshold`` on validation scores.
+
+    Args:
+        y_true: 1 for fake, 0 for real; both classes needed.
+        scores: Calibrated fake scores in [0, 1].
+        threshold: The decision threshold the band surrounds.
+        target_precision: The precision each call ("fake" at or above ``high``, "real"
+            below ``low``) must reach on the validation data.
+        prior: The share of fakes precision is computed for (0.5: class-balanced);
+            ``None`` uses the validation data's own mix.
+
+    Returns:
+        ``(low, high)`` with ``0 <= low <= threshold <= high <= 1``.
+
+    Raises:
+        ConfigError: a missing class, mismatched lengths, or a target outside (0.5, 1].
+
+    Example:
+        >>> y = [0, 0, 0, 0, 1, 0, 1, 1, 1, 1]
+        >>> s = [0.05, 0.1, 0.2, 0.3, 0.4, 0.55, 0.6, 0.7, 0.8, 0.9]
+        >>> fit_uncertain_band(y, s, 0.5, target_precision=0.95)
+        (0.4, 0.6)
+    """
+    if not (isinstance(target_precision, (int, float)) and 0.5 < float(target_precision) <= 1.0):
+        raise ConfigError(f"target_precision must be in (0.5, 1], got {target_precision!r}")
+    if prior is not None and not (0.0 < float(prior) < 1.0):
+        raise ConfigError(f"prior must be in (0, 1) or None, got {prior!r}")
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    if len(y) != len(s):
+        raise ConfigError(f"need as many labels as scores, got {len(y)} and {len(s)}")
+    n_fake = int(y.sum())
+    if n_fake == 0 or n_fake == len(y):
+        raise ConfigError(
+            f"an uncertain band needs real and fake validation samples, got {len(y) - n_fake} real and {n_fake} fake"
+        )
+    target = float(target_precision)
+    # high: the lowest candidate t >= threshold where calling "fake" for s >= t is precise enough.
+    high = 1.0
+    for t in np.unique(np.r_[threshold, s[s >= threshold]]):
+        p = _precision(s >= t, y, 1, prior)
+        if not math.isnan(p) and p >= target:
+            high = float(t)
+            break
+    # low: the highest candidate t <= threshold where calling "real" for s < t is precise enough.
+    low = 0.0
+    for t in np.unique(np.r_[threshold, s[s <= threshold]])[::-1]:
+        p = _precision(s < t, y, 0, prior)
+        if not math.isnan(p) and p >= target:
+            low = float(t)
+            break
+    return (min(low, threshold), max(high, threshold))
+
+
+def band_stats(y_true: Any, scores: Any, threshold: float, band: tuple[float, float] | None) -> dict[str, Any]:
+    """What a band does on labelled scores: the uncertain share and the accuracy of the rest.
+
+    Returns:
+        ``uncertain_share`` (of all items), ``decided_accuracy`` (accuracy of the
+        "real"/"fake" verdicts, NaN when none), ``uncertain_real`` and ``uncertain_fake``
+        (how many of each class are uncertain).
+
+    Example:
+        >>> band_stats([0, 1, 1, 0], [0.1, 0.9, 0.6, 0.55], 0.5, (0.5, 0.7))
+        {'uncertain_share': 0.5, 'decided_accuracy': 1.0, 'uncertain_real': 1, 'uncertain_fake': 1}
+    """
+    y = np.asarray(y_true).astype(np.int64).ravel()
+    s = np.asarray(scores, dtype=np.float64).ravel()
+    v = np.array([verdict(float(x), threshold, band) for x in s], dtype=object)
+    unsure = v == "uncertain"
+    decided = ~unsure
+    right = (v == "fake") & (y == 1) | (v == "real") & (y == 0)
+    return {
+        "uncertain_share": float(unsure.mean()) if len(y) else math.nan,
+        "decided_accuracy": float(right[decided].mean()) if decided.any() else math.nan,
+        "uncertain_real": int((unsure & (y == 0)).sum()),
+        "uncertain_fake": int((unsure & (y == 1)).sum()),
+    }
+
+
 def calibrate(
     logits: Any,
     y_true: Any,
@@ -182,8 +302,9 @@ def calibrate(
     method: str = "balanced_accuracy",
     fprs: Sequence[float] = (0.01, 0.05),
     temperature: bool = True,
+    target_precision: float | None = 0.9,
 ) -> CalibrationConfig:
-    """Fit a temperature, a threshold and operating points on validation logits.
+    """Fit a temperature, a threshold, operating points and an uncertain band on validation logits.
 
     Args:
         logits: (N, 2) logits or (N,) single fake logits, uncalibrated.
@@ -192,9 +313,13 @@ def calibrate(
         method: Threshold method (see :func:`fit_threshold`).
         fprs: False-positive rates for the named operating points.
         temperature: Fit a temperature (else keep 1.0).
+        target_precision: The class-balanced precision each call must reach outside the
+            uncertain band (see :func:`fit_uncertain_band`); ``None`` fits no band.
 
     Returns:
-        A :class:`~deepfakedetect.CalibrationConfig` for ``config.replace(calibration=...)``.
+        A :class:`~deepfakedetect.CalibrationConfig` for ``config.replace(calibration=...)``,
+        with ``fitted_on``: ``n_real``, ``n_fake``, ``auc``, ``target_precision``,
+        ``uncertain_share`` and ``decided_accuracy`` on these validation samples.
 
     Raises:
         ConfigError: for a missing class or bad arguments.
@@ -215,5 +340,24 @@ def calibrate(
     scores = 1.0 / (1.0 + np.exp(-margin / t))
     threshold = fit_threshold(y, scores, method=method)
     points = operating_points(y, scores, fprs=fprs)
-    logger.info("calibration: temperature %.4g, threshold %.4g (%s), %s", t, threshold, method, points)
-    return CalibrationConfig(temperature=float(t), threshold=float(threshold), operating_points=points)
+    band = (
+        fit_uncertain_band(y, scores, threshold, target_precision=target_precision)
+        if target_precision is not None
+        else None
+    )
+    fitted: dict[str, Any] = {
+        "n_real": len(y) - n_fake,
+        "n_fake": n_fake,
+        "auc": roc_auc(y, scores),
+        "method": method,
+        "target_precision": target_precision,
+        **band_stats(y, scores, threshold, band),
+    }
+    fitted = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in fitted.items()}
+    logger.info(
+        "calibration: temperature %.4g, threshold %.4g (%s), %s, uncertain band %s (%.1f%% of validation)",
+        t, threshold, method, points, band, 100 * fitted["uncertain_share"],
+    )  # fmt: skip
+    return CalibrationConfig(
+        temperature=float(t), threshold=float(threshold), operating_points=points, uncertain_band=band, fitted_on=fitted
+    )

@@ -44,6 +44,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id  # type: i
 
 from deepfakedetect._config import CONFIG_NAME, README_NAME, WEIGHTS_NAME
 from deepfakedetect._errors import ConfigError, ModelLoadError
+from deepfakedetect._untrusted import NotRegularFileError, check_regular
 from deepfakedetect._utils import file_stamp, sha256_matches
 from deepfakedetect.models.hub_errors import (
     PICKLE_SUFFIXES,
@@ -305,6 +306,13 @@ def _looks_like_path(text: str) -> bool:
 
 def _folder_files(folder: Path, *, source: str) -> ModelFiles:
     config, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
+    for path in (config, weights):
+        try:
+            check_regular(path)
+        except NotRegularFileError as e:  # a FIFO would block the read; a device would never end
+            raise ModelLoadError(f"{path} is {e.kind}, not a regular file; a model folder holds regular files") from None
+        except OSError:
+            pass  # missing: said below, with what a model folder holds
     if not weights.is_file():
         pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:

@@ -25,6 +25,7 @@ __all__ = [
     "cpu_has_fast_bf16",
     "fold_batchnorm",
     "fold_sequential_batchnorm",
+    "resolve_device",
     "resolve_precision",
 ]
 
@@ -53,6 +54,37 @@ def cpu_has_fast_bf16() -> bool:
     except OSError:
         return False
     return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """The device to run on: ``device`` checked, or CUDA when available, else the CPU.
+
+    Raises:
+        ConfigError: a name torch does not know, or a CUDA device this machine does not have
+            (no GPU, a CPU-only PyTorch build, or an index past the last GPU).
+
+    Example:
+        >>> resolve_device("cpu")
+        device(type='cpu')
+    """
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError) as e:
+        raise ConfigError(
+            f"unknown device {device!r}: use 'cpu', 'cuda', 'cuda:1', ... ({str(e).splitlines()[0][:200]})"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                f"device {str(device)!r} asked for, but CUDA is not available here (no NVIDIA GPU, "
+                "no driver, or a CPU-only PyTorch build); use --device cpu (device='cpu') or leave it out"
+            )
+        count = torch.cuda.device_count()
+        if dev.index is not None and dev.index >= count:
+            raise ConfigError(f"device {str(device)!r} asked for, but this machine has {count} CUDA device(s)")
+    return dev
 
 
 def resolve_precision(precision: str, device: torch.device) -> torch.dtype | None:

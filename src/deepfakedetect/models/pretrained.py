@@ -1,7 +1,8 @@
 """Making, loading and saving detectors: the model-folder half of :class:`~deepfakedetect.Detector`.
 
-A model is a folder (local or a Hub repo) of ``config.json``, ``model.safetensors`` and a
-``README.md`` model card. :class:`PretrainedMixin` gives ``Detector`` its constructors
+A model is a folder (local or a Hub repo) of ``config.json``, ``model.safetensors``, a
+``README.md`` model card and, for a model the Trainer made, ``training_manifest.json``
+(the content digests of its data, see :mod:`deepfakedetect.models.manifest`). :class:`PretrainedMixin` gives ``Detector`` its constructors
 (:meth:`~PretrainedMixin.from_backbone`, :meth:`~PretrainedMixin.from_pretrained`) and
 :meth:`~PretrainedMixin.save_pretrained` / :meth:`~PretrainedMixin.push_to_hub`.
 """
@@ -31,6 +32,8 @@ from deepfakedetect._version import __version__
 from deepfakedetect.models.backbones import build_model, build_model_from_state
 from deepfakedetect.models.card import render_model_card
 from deepfakedetect.models.hub import resolve_model_files, upload_model_folder
+from deepfakedetect.models.manifest import MANIFEST_NAME, TrainingManifest
+from deepfakedetect.models.onnx import OnnxClassifier, check_backend, resolve_onnx_files
 from deepfakedetect.models.temporal import load_temporal, save_temporal
 from deepfakedetect.models.weights import load_safetensors
 
@@ -50,7 +53,10 @@ class PretrainedMixin:
 
     model: nn.Module
     config: ModelConfig
+    backend: str
     _hub_options: dict[str, Any]
+    training_manifest: TrainingManifest | None
+    _onnx_face_detector: Path | None
     temporal_head: nn.Module | None
 
     if TYPE_CHECKING:  # Detector's constructor, which these class methods call
@@ -65,6 +71,8 @@ class PretrainedMixin:
             source: str | None = None,
             revision: str | None = None,
             precision: str = "auto",
+            flip: bool | None = None,
+            uncertain_band: tuple[float, float] | bool | None = None,
         ) -> None: ...
 
     @classmethod
@@ -136,6 +144,9 @@ class PretrainedMixin:
         device: str | torch.device | None = None,
         precision: str = "auto",
         face_detector: FaceDetector | None = None,
+        flip: bool | None = None,
+        uncertain_band: tuple[float, float] | bool | None = None,
+        backend: str = "torch",
     ) -> D:
         """Load a detector from a model folder, a Hugging Face Hub repo, or the default model.
 
@@ -151,10 +162,21 @@ class PretrainedMixin:
             device: Where to run.
             precision: Inference precision (see :class:`Detector`).
             face_detector: Use this face detector instead of the one the config names.
+            flip: Test-time flip on or off (default: the config's ``test_time_flip``).
+            uncertain_band: ``(low, high)`` instead of the calibrations' bands, or
+                ``False`` for none (default: the model's).
+            backend: ``"torch"``, or ``"onnxruntime"`` for a folder (or Hub repo) written by
+                :meth:`~deepfakedetect.Detector.export_onnx`: its ONNX files run with ONNX
+                Runtime on the CPU, in fp32 (``precision`` does not apply), and the rest of
+                the pipeline is unchanged. Needs the ``[onnx]`` extra.
+
+        The model folder's ``training_manifest.json``, when there is one beside
+        ``config.json``, becomes ``detector.training_manifest``.
 
         Raises:
             ModelLoadError: missing files, corrupt or mismatched weights, download failures.
-            ConfigError: an invalid or newer ``config.json``.
+            ConfigError: an invalid or newer ``config.json``; an unknown backend; with
+                ``"onnxruntime"``, a device other than the CPU or a missing onnxruntime.
 
         Example:
             >>> from deepfakedetect import Detector
@@ -167,6 +189,32 @@ class PretrainedMixin:
                     "reinstall deepfakedetect or pass a model folder or Hub repo id"
                 )
             repo_id_or_dir = DEFAULT_MODEL_DIR
+        if check_backend(backend) == "onnxruntime":
+            onnx_files = resolve_onnx_files(
+                repo_id_or_dir,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                token=token,
+                force_download=force_download,
+            )
+            onnx_config = ModelConfig.load(onnx_files.config)
+            cls.check_plugins(onnx_config, source=str(onnx_files.config))
+            onnx_detector = cls(
+                OnnxClassifier(onnx_files.classifier),
+                onnx_config,
+                device=device,
+                face_detector=face_detector,
+                source=onnx_files.source,
+                revision=onnx_files.revision,
+                flip=flip,
+                uncertain_band=uncertain_band,
+            )
+            onnx_detector._onnx_face_detector = onnx_files.face_detector
+            onnx_manifest = Path(onnx_files.config).parent / MANIFEST_NAME  # written by export_onnx
+            onnx_detector.training_manifest = TrainingManifest.load(onnx_manifest) if onnx_manifest.is_file() else None
+            onnx_detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
+            return onnx_detector
         files = resolve_model_files(
             repo_id_or_dir,
             revision=revision,
@@ -176,13 +224,18 @@ class PretrainedMixin:
             force_download=force_download,
         )
         config = ModelConfig.load(files.config)
-        model = build_model_from_state(
-            config.backbone,
-            load_safetensors(files.weights),
-            source=str(files.weights),
-            num_outputs=config.num_outputs,
-            backbone_kwargs=config.backbone_kwargs,
-        )
+        cls.check_plugins(config, source=str(files.config))
+        state = load_safetensors(files.weights)
+        try:
+            model = build_model_from_state(
+                config.backbone,
+                state,
+                source=str(files.weights),
+                num_outputs=config.num_outputs,
+                backbone_kwargs=config.backbone_kwargs,
+            )
+        except ConfigError as e:  # the config's backbone or backbone_kwargs: name the file
+            raise ConfigError(f"{files.config}: {e}") from e.__cause__
         source = "default" if Path(str(repo_id_or_dir)) == DEFAULT_MODEL_DIR else files.source
         detector = cls(
             model,
@@ -192,17 +245,33 @@ class PretrainedMixin:
             face_detector=face_detector,
             source=source,
             revision=files.revision,
+            flip=flip,
+            uncertain_band=uncertain_band,
         )
+        manifest = Path(files.config).parent / MANIFEST_NAME
+        detector.training_manifest = TrainingManifest.load(manifest) if manifest.is_file() else None
         # The model's revision is not passed on: the face detector's weights have their own.
         detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
         # A temporal head saved beside the weights (a local folder; not fetched from the Hub yet).
         detector.temporal_head = load_temporal(Path(files.config).parent)
         return detector
 
+    @classmethod
+    def check_plugins(cls, config: ModelConfig, *, source: str) -> None:
+        """Check the plugins a config names (sampler, aggregator, face detector) exist and take its parameters.
+
+        Called when a model is loaded, so a bad spec fails there rather than at the first
+        video of a batch. The models layer knows no plugins; :class:`~deepfakedetect.Detector`
+        overrides this.
+        """
+
     def save_pretrained(
         self, save_directory: str | Path, *, dtype: torch.dtype = torch.float32, model_card: str | None = None
     ) -> Path:
-        """Write ``config.json``, ``model.safetensors`` and a ``README.md`` model card.
+        """Write ``config.json``, ``model.safetensors``, a ``README.md`` model card and the training manifest.
+
+        ``training_manifest.json`` is written when the detector has one (a trained or
+        calibrated detector); a stale one in the folder is removed otherwise.
 
         A temporal head (``temporal_head``) is written beside them as ``temporal.json``
         and ``temporal.safetensors``.
@@ -219,6 +288,9 @@ class PretrainedMixin:
         Returns:
             The folder.
 
+        Raises:
+            ConfigError: for a detector that runs with ONNX Runtime (it has no torch weights).
+
         Example:
             >>> from deepfakedetect import Detector
             >>> import tempfile
@@ -227,6 +299,7 @@ class PretrainedMixin:
             >>> sorted(p.name for p in out.iterdir())
             ['README.md', 'config.json', 'model.safetensors']
         """
+        self._need_torch_weights("save_pretrained")
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         state = {
@@ -238,6 +311,10 @@ class PretrainedMixin:
         atomic_write(out / CONFIG_NAME, config.save)
         card = model_card if model_card is not None else render_model_card(config)
         atomic_write(out / README_NAME, lambda p: p.write_text(card, encoding="utf-8"))
+        if self.training_manifest is not None:
+            self.training_manifest.save(out / MANIFEST_NAME)
+        elif (out / MANIFEST_NAME).is_file():
+            (out / MANIFEST_NAME).unlink()  # it would describe another model's data
         head = getattr(self, "temporal_head", None)
         if head is not None:
             save_temporal(out, head)
@@ -254,7 +331,7 @@ class PretrainedMixin:
         dtype: torch.dtype = torch.float32,
         model_card: str | None = None,
     ) -> str:
-        """Upload the same three files :meth:`save_pretrained` writes to a Hub repo.
+        """Upload the files :meth:`save_pretrained` writes to a Hub repo.
 
         Args:
             repo_id: ``"org/name"`` (created if missing).
@@ -272,6 +349,7 @@ class PretrainedMixin:
             >>> from deepfakedetect import Detector
             >>> Detector.from_backbone("resnet18").push_to_hub("me/my-detector")  # doctest: +SKIP
         """
+        self._need_torch_weights("push_to_hub")
         with tempfile.TemporaryDirectory(prefix="deepfakedetect-push-") as tmp:
             self.save_pretrained(tmp, dtype=dtype, model_card=model_card)
             return upload_model_folder(
@@ -283,3 +361,9 @@ class PretrainedMixin:
                 commit_message=commit_message or f"Upload deepfakedetect {self.config.backbone} detector",
             )
 
+    def _need_torch_weights(self, what: str) -> None:
+        if self.backend != "torch":
+            raise ConfigError(
+                f"{what} writes torch weights, and this detector runs from ONNX files: upload or copy its "
+                "exported folder as it is, or load the torch model folder and call export_onnx again"
+            )

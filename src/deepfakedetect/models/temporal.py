@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deepfakedetect._config import read_json_file
 from deepfakedetect._errors import ConfigError, InputError, ModelLoadError
+from deepfakedetect._untrusted import shorten
 from deepfakedetect._utils import atomic_write, atomic_write_text
 
 if TYPE_CHECKING:
@@ -48,6 +50,10 @@ __all__ = [
 TEMPORAL_CONFIG_NAME = "temporal.json"
 TEMPORAL_WEIGHTS_NAME = "temporal.safetensors"
 _KINDS = ("gru", "conv")
+# Widest embedding or hidden layer a temporal config may describe (backbones give 512-2048).
+_MAX_WIDTH = 65536
+# Largest temporal.json read, in bytes (a real one is under 1 kB plus its training record).
+MAX_TEMPORAL_CONFIG_BYTES = 1_000_000
 _FORMAT_VERSION = 1
 # Frame scores enter the head as logits, clipped so that a score of exactly 0 or 1 stays finite.
 _LOGIT_CLIP = 8.0
@@ -78,16 +84,18 @@ class TemporalConfig:
     training: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
-        if self.kind not in _KINDS:
-            raise ConfigError(f"temporal.kind must be one of {_KINDS}, got {self.kind!r}")
+        if not isinstance(self.kind, str) or self.kind not in _KINDS:
+            raise ConfigError(f"temporal.kind must be one of {_KINDS}, got {shorten(self.kind)}")
         for name in ("input_dim", "hidden"):
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"temporal.{name} must be a positive integer, got {value!r}")
+            if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_WIDTH:
+                raise ConfigError(f"temporal.{name} must be an integer from 1 to {_MAX_WIDTH}, got {shorten(value)}")
         if isinstance(self.dropout, bool) or not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
-            raise ConfigError(f"temporal.dropout must be in [0, 1), got {self.dropout!r}")
+            raise ConfigError(f"temporal.dropout must be in [0, 1), got {shorten(self.dropout)}")
         if not isinstance(self.use_scores, bool):
-            raise ConfigError(f"temporal.use_scores must be true or false, got {self.use_scores!r}")
+            raise ConfigError(f"temporal.use_scores must be true or false, got {shorten(self.use_scores)}")
+        if self.training is not None and not isinstance(self.training, dict):
+            raise ConfigError(f"temporal.training must be an object or null, got {type(self.training).__name__}")
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dictionary (with the format version)."""
@@ -100,14 +108,19 @@ class TemporalConfig:
         version = data.pop("format_version", _FORMAT_VERSION)
         if version != _FORMAT_VERSION:
             raise ConfigError(
-                f"{source}: temporal format_version {version!r} is not supported (this library reads "
+                f"{source}: temporal format_version {shorten(version)} is not supported (this library reads "
                 f"{_FORMAT_VERSION}); upgrade deepfakedetect"
             )
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ConfigError(f"{source}: unknown temporal settings {unknown}; known: {sorted(known)}")
-        return cls(**data)
+            raise ConfigError(f"{source}: unknown temporal settings {shorten(unknown)}; known: {sorted(known)}")
+        try:
+            return cls(**data)
+        except ConfigError as e:
+            raise ConfigError(f"{source}: {e}") from None
+        except TypeError as e:  # a required setting missing
+            raise ConfigError(f"{source}: {shorten(str(e), 200)}") from None
 
 
 def score_logits(scores: np.ndarray) -> np.ndarray:
@@ -279,6 +292,25 @@ def save_temporal(folder: str | Path, head: torch.nn.Module) -> Path:
     return out
 
 
+def _check_sizes(cfg: TemporalConfig, state: dict[str, torch.Tensor], path: Path) -> None:
+    """Refuse weights whose names or shapes differ from the head ``cfg`` describes, before building it.
+
+    The head is built on the meta device (no memory), so a config claiming a huge width
+    next to a small weights file costs nothing.
+    """
+    import torch  # heavy; only needed when a temporal head is loaded
+
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in build_temporal_head(cfg).state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found != expected:
+        wrong = sorted(k for k in expected.keys() | found.keys() if expected.get(k) != found.get(k))
+        raise ModelLoadError(
+            f"{path} does not fit {TEMPORAL_CONFIG_NAME}: {len(wrong)} tensors differ in name or shape "
+            f"(first: {shorten(wrong[:3], 200)}); the two files come from different trainings: copy both from the same one"
+        )
+
+
 def load_temporal(folder: str | Path) -> torch.nn.Module | None:
     """The temporal head saved in a model folder, or ``None`` when the folder has none.
 
@@ -291,24 +323,25 @@ def load_temporal(folder: str | Path) -> torch.nn.Module | None:
     cfg_path, w_path = folder / TEMPORAL_CONFIG_NAME, folder / TEMPORAL_WEIGHTS_NAME
     if not cfg_path.exists() and not w_path.exists():
         return None
-    if not (cfg_path.is_file() and w_path.is_file()):
+    if not (cfg_path.exists() and w_path.exists()):
         missing = w_path if cfg_path.exists() else cfg_path
         raise ModelLoadError(
             f"{folder} has half a temporal model: {missing.name} is missing; copy it from where the model "
             f"was trained, or delete the other temporal file to use the model without it"
         )
-    try:
-        data = json.loads(cfg_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as e:
-        raise ConfigError(f"{cfg_path} is not valid JSON ({e}); re-save the temporal model") from e
+    # Untrusted like config.json: size first, never blocking, typed errors; the weights'
+    # header is validated before anything is allocated, and their shapes checked against
+    # the config before a head of that size is built.
+    data = read_json_file(cfg_path, what="a temporal model config", limit=MAX_TEMPORAL_CONFIG_BYTES)
     if not isinstance(data, dict):
         raise ConfigError(f"{cfg_path} must hold a JSON object, got {type(data).__name__}")
     cfg = TemporalConfig.from_dict(data, source=str(cfg_path))
-    from safetensors.torch import load_file  # heavy (torch); only needed to load a head
+    from deepfakedetect.models.weights import load_safetensors  # imports torch; only needed to load a head
 
+    state = load_safetensors(w_path)
+    _check_sizes(cfg, state, w_path)
     head = build_temporal_head(cfg)
     try:
-        state = load_file(str(w_path))
         head.load_state_dict(state, strict=True)
     except Exception as e:
         raise ModelLoadError(

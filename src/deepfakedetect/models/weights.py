@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from deepfakedetect._errors import ModelLoadError
+from deepfakedetect._untrusted import open_regular, shorten
 
 __all__ = ["load_safetensors"]
 
@@ -54,9 +55,14 @@ def load_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
         _validate_safetensors(path)
     except FileNotFoundError as e:
         raise ModelLoadError(f"weights file {path} does not exist") from e
+    except RecursionError:
+        raise ModelLoadError(
+            f"weights file {path} is not a valid safetensors file: its header is nested too deeply. "
+            "Download it again (force_download=True) or re-save the model with Detector.save_pretrained"
+        ) from None
     except (ValueError, OSError) as e:
         raise ModelLoadError(
-            f"weights file {path} is not a valid safetensors file: {e}. "
+            f"weights file {path} is not a valid safetensors file: {shorten(str(e), 300)}. "
             "Download it again (force_download=True) or re-save the model with Detector.save_pretrained"
         ) from e
     try:
@@ -70,8 +76,8 @@ def load_safetensors(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def _validate_safetensors(path: Path) -> None:
     """Raise ValueError (or OSError) describing the first problem found in a safetensors file."""
-    size = path.stat().st_size
-    with path.open("rb") as f:
+    with open_regular(path) as f:  # never blocks on a FIFO; refuses folders and devices
+        size = os.fstat(f.fileno()).st_size
         prefix = f.read(8)
         if len(prefix) < 8:
             raise ValueError(f"the file has {size} bytes, fewer than the 8-byte header length (empty or truncated)")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 from pathlib import Path
@@ -16,7 +17,7 @@ from safetensors.torch import save_file
 from deepfakedetect._errors import ModelLoadError
 from deepfakedetect._utils import jsonable
 
-__all__ = ['CHECKPOINT_FORMAT', 'optimizer_from_parts', 'optimizer_to_parts', 'read_checkpoint', 'restore_rng', 'rng_parts', 'seed_all', 'write_checkpoint']
+__all__ = ['CHECKPOINT_FORMAT', 'check_state', 'optimizer_from_parts', 'optimizer_to_parts', 'read_checkpoint', 'restore_rng', 'rng_parts', 'seed_all', 'write_checkpoint']
 
 
 CHECKPOINT_FORMAT = 1
@@ -66,8 +67,103 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]
     try:
         state = json.loads(meta["deepfakedetect_checkpoint"])
     except json.JSONDecodeError as e:
-        raise ModelLoadError(f"{path}: the checkpoint's state is not valid JSON ({e})") from e
+        raise ModelLoadError(f"{path}: the checkpoint's state is not valid JSON ({e.msg}); delete it to start over") from None
+    except RecursionError:
+        raise ModelLoadError(f"{path}: the checkpoint's state is nested too deeply; delete it to start over") from None
+    if not isinstance(state, dict):
+        raise ModelLoadError(f"{path}: the checkpoint's state is a JSON {type(state).__name__}, not an object; "
+                             "delete it to start over")
     return tensors, state
+
+
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def _is_real(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _same_shape(saved: Any, fresh: Any) -> bool:
+    """Whether a saved optimizer value has the type (and, for lists, the length) a fresh one has."""
+    if fresh is None:  # options left unset ("foreach", "fused"): unset or a flag
+        return saved is None or isinstance(saved, bool)
+    if isinstance(fresh, bool):
+        return isinstance(saved, bool)
+    if isinstance(fresh, (int, float)):
+        return _is_real(saved)
+    if isinstance(fresh, (list, tuple)):
+        return isinstance(saved, (list, tuple)) and len(saved) == len(fresh) and all(
+            _same_shape(a, b) for a, b in zip(saved, fresh)
+        )
+    if isinstance(fresh, str):
+        return isinstance(saved, str)
+    return True  # anything else the optimizer keeps is checked by torch itself
+
+
+def check_state(state: dict[str, Any], path: Path, *, optimizer: dict[str, Any]) -> None:
+    """Check a resumed checkpoint's state has every field, of the right type, before any is used.
+
+    Args:
+        state: What :func:`read_checkpoint` returned.
+        path: The checkpoint, for messages.
+        optimizer: ``state_dict()`` of the run's fresh optimizer: the saved one must match
+            its groups, keys and value types.
+
+    Raises:
+        ModelLoadError: naming the first field that is missing or malformed.
+    """
+
+    def bad(what: str) -> ModelLoadError:
+        return ModelLoadError(
+            f"{path}: the checkpoint's {what}; it is damaged or was not written by deepfakedetect: "
+            "delete it to start over"
+        )
+
+    for key, ok, kind in (
+        ("epoch", _is_count, "a non-negative integer"),
+        ("step", _is_count, "a non-negative integer"),
+        ("history", lambda v: isinstance(v, list) and all(isinstance(h, dict) for h in v), "a list of objects"),
+        ("best", lambda v: isinstance(v, dict), "an object"),
+        ("settings", lambda v: isinstance(v, dict), "an object"),
+        ("fingerprint", lambda v: isinstance(v, dict), "an object"),
+        ("optimizer", lambda v: isinstance(v, dict), "an object"),
+        ("rng", lambda v: isinstance(v, dict), "an object"),
+        ("stopped_early", lambda v: isinstance(v, bool), "true or false"),
+        ("train_seconds", lambda v: _is_real(v) and v >= 0, "a number of seconds"),
+        ("scaler", lambda v: v is None or isinstance(v, dict), "an object or null"),
+    ):
+        optional = key in ("stopped_early", "train_seconds", "scaler")
+        if key not in state:
+            if optional:
+                continue
+            raise bad(f"'{key}' is missing")
+        if not ok(state[key]):
+            raise bad(f"'{key}' is not {kind}")
+    best = state["best"]
+    if not (_is_count(best.get("epoch")) and _is_count(best.get("since"))
+            and (best.get("value") is None or _is_real(best.get("value")))):
+        raise bad("'best' lacks a valid epoch, since or value")
+    opt = state["optimizer"]
+    groups, fresh_groups = opt.get("param_groups"), optimizer["param_groups"]
+    if not (isinstance(groups, list) and len(groups) == len(fresh_groups) and all(isinstance(g, dict) for g in groups)):
+        raise bad(f"optimizer has no list of {len(fresh_groups)} parameter groups")
+    for i, (g, fresh) in enumerate(zip(groups, fresh_groups)):
+        for k, v in fresh.items():
+            if k not in g or not _same_shape(g[k], v):
+                raise bad(f"optimizer group {i} has a missing or malformed {k!r}")
+    if not (isinstance(opt.get("state", {}), dict) and all(
+        isinstance(k, str) and k.isdigit() and isinstance(v, dict) for k, v in opt.get("state", {}).items()
+    )):
+        raise bad("optimizer state is malformed")
+    rng = state["rng"]
+    n, py = rng.get("numpy"), rng.get("python")
+    if not (isinstance(n, dict) and isinstance(n.get("name"), str) and _is_count(n.get("pos"))
+            and _is_count(n.get("has_gauss")) and _is_real(n.get("cached_gaussian"))):
+        raise bad("random state (numpy) is malformed")
+    if not (isinstance(py, list) and len(py) == 3 and _is_count(py[0]) and isinstance(py[1], list)
+            and all(_is_count(x) for x in py[1]) and (py[2] is None or _is_real(py[2]))):
+        raise bad("random state (python) is malformed")
 
 
 def optimizer_to_parts(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:

@@ -55,7 +55,7 @@ class TrainResult:
 
         The plot has loss, accuracy and ROC AUC against the epoch for training and
         validation, with the kept epoch marked. Without matplotlib (the ``plot``
-        extra: ``pip install deepfakedetect[plot]``) the PNG is skipped with a log note.
+        extra: ``pip install matplotlib``) the PNG is skipped with a log note.
 
         Args:
             directory: The folder (created if missing).
@@ -100,7 +100,7 @@ def plot_history(history: list[dict[str, Any]], best_epoch: int, path: Path) -> 
         from matplotlib.figure import Figure
         from matplotlib.ticker import MaxNLocator
     except ImportError:
-        logger.info("matplotlib is not installed: no %s (pip install 'deepfakedetect[plot]')", path.name)
+        logger.info("matplotlib is not installed: no %s (pip install matplotlib: the [plot] extra)", path.name)
         return None
     fig = Figure(figsize=(12, 3.6), dpi=100)
     FigureCanvasAgg(fig)

@@ -48,6 +48,7 @@ class EpochLoop:
     train_sampler: ShardSampler
     num_outputs: int
     fake_index: int
+    flip: bool
     total_steps: int
     warmup_steps: int
     step: int
@@ -193,6 +194,8 @@ class EpochLoop:
             x = x.to(self.device, non_blocking=True).contiguous(memory_format=torch.channels_last)
             with self._autocast():
                 logits = self.model(x)
+                if self.flip:  # score as the detector will: averaged with the mirror image
+                    logits = (logits.float() + self.model(x.flip(3)).float()) / 2
             rows.append(self._rows(idx, y.to(self.device), logits.float()))
         return self._gather(rows)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import logging
 import math
@@ -18,15 +19,19 @@ from torch.utils.data import DataLoader
 
 from deepfakedetect._errors import ConfigError, DatasetError, ModelLoadError
 from deepfakedetect._metrics import binary_metrics
+from deepfakedetect._untrusted import shorten
 from deepfakedetect._utils import jsonable, progress_enabled
 from deepfakedetect._version import __version__
 from deepfakedetect.detector import Detector
 from deepfakedetect.models.backbones import last_linear
 from deepfakedetect.models.calibration import calibrate
+from deepfakedetect.models.manifest import TrainingManifest, file_digests
 from deepfakedetect.models.precision import resolve_precision
 from deepfakedetect.training.augment import build_augment
+from deepfakedetect.training.calibrate import fit_video_calibration
 from deepfakedetect.training.checkpoint import (
     CHECKPOINT_FORMAT,
+    check_state,
     optimizer_from_parts,
     optimizer_to_parts,
     read_checkpoint,
@@ -170,12 +175,13 @@ class Run(EpochLoop):
         return prepare_images(samples, **kwargs)
 
     # ------------------------------------------------------------------ main
-    def fit(self, data: DataArg, *, val: DataArg | None, resume: bool) -> TrainResult:
+    def fit(self, data: DataArg, *, val: DataArg | None, resume: bool, val_videos: DataArg | None = None) -> TrainResult:
         wall = time.perf_counter()
         seed_all(self.t.seed)
         det = self._build_detector()
         self.model = det.model.to(self.device).to(memory_format=torch.channels_last)
         self.num_outputs = det.config.num_outputs
+        self.flip = det.config.test_time_flip
         self.fake_index = det.config.fake_index if det.config.num_outputs == 2 else 0
         self.amp = resolve_precision(self.t.precision, self.device)
         d = self._load_data(det, data, val)
@@ -194,7 +200,7 @@ class Run(EpochLoop):
         state = self._restore(fingerprint) if resume else _State()
         start_epoch = state.epoch
         self._train_epochs(d, state, fingerprint)
-        result = self._finish(det, d, state)
+        result = self._finish(det, d, state, val_videos)
         logger.info(
             "trained %d epochs in %.1f s%s (best epoch %d, %s %.4f)",
             state.epoch, time.perf_counter() - wall,
@@ -358,8 +364,8 @@ class Run(EpochLoop):
             )
         self._save_checkpoint(last_path, state, fingerprint=fingerprint)
 
-    def _finish(self, det: Detector, d: _Data, state: _State) -> TrainResult:
-        """Restore the best epoch, calibrate on validation, measure the test split, save."""
+    def _finish(self, det: Detector, d: _Data, state: _State, val_videos: DataArg | None) -> TrainResult:
+        """Restore the best epoch, calibrate on validation (images, and videos when given), measure the test split, save."""
         t = self.t
         if state.best_state is not None:
             self.model.load_state_dict(state.best_state)
@@ -367,7 +373,18 @@ class Run(EpochLoop):
         config = det.config
         val_rows = self._predict(d.val_loader)
         y_val, margin_val = val_rows[:, 1].astype(np.int64), self._margin(val_rows)
-        calibration = calibrate(margin_val, y_val) if t.calibrate else config.calibration
+        calibration = config.calibration
+        if t.calibrate:
+            calibration = calibrate(margin_val, y_val, target_precision=t.target_precision)
+            calibration = dataclasses.replace(
+                calibration,
+                fitted_on={
+                    **calibration.fitted_on,
+                    "kind": "image",
+                    "data": _names(d.val_roots or [str(r) for r in d.splits.roots]),
+                    "flip": config.test_time_flip,
+                },
+            )
         metrics = prefixed(binary_metrics(y_val, self._scores(margin_val, calibration.temperature), threshold=calibration.threshold), "val")
         test_counts = {"real": 0, "fake": 0}
         skipped = len(d.train_p.skipped) + len(d.val_p.skipped)
@@ -388,9 +405,11 @@ class Run(EpochLoop):
         training = {
             **{k: v for k, v in config.training.items() if k not in ("metrics",)},
             **t.settings(),
-            "data": [str(r) for r in d.splits.roots],
-            "val_data": d.val_roots or None,
-            "layouts": d.splits.layouts,
+            # Folder names only, never the training machine's paths: what the model saw is
+            # recorded by content in training_manifest.json.
+            "data": _names(str(r) for r in d.splits.roots),
+            "val_data": _names(d.val_roots) or None,
+            "layouts": {Path(k).name: v for k, v in d.splits.layouts.items()},
             "split": d.splits.split,
             "counts": {"train": class_counts(d.train_p.samples), "val": class_counts(d.val_p.samples), "test": test_counts},
             "skipped_files": skipped,
@@ -412,6 +431,26 @@ class Run(EpochLoop):
         for p in self.model.parameters():
             p.requires_grad_(True)
         detector = Detector(self.model, config, device=self.device, face_detector=t.face_detector, source="trained")
+        manifest = TrainingManifest.from_files(
+            {
+                "train": [s.path for s in d.train_p.samples],
+                "val": [s.path for s in d.val_p.samples],
+                "test": [s.path for s in d.test_samples],
+            }
+        )
+        if val_videos is not None and t.calibrate:
+            video_cal, used, y_v, s_v = fit_video_calibration(
+                detector, val_videos, target_precision=t.target_precision, progress=self.show_progress
+            )
+            metrics.update(prefixed(binary_metrics(y_v, s_v, threshold=video_cal.threshold), "val_video"))
+            metrics["val_video_uncertain_share"] = video_cal.fitted_on.get("uncertain_share")
+            training["metrics"].update(
+                {k: v for k, v in metrics.items() if k.startswith("val_video_") and isinstance(v, (int, float))}
+            )
+            config = config.replace(video_calibration=video_cal, training=jsonable(training))
+            detector = detector.with_config(config)
+            manifest = manifest.with_split("val", [h for h in file_digests(used).values() if h is not None])
+        detector.training_manifest = manifest
         result = TrainResult(
             detector=detector,
             history=state.history,
@@ -459,8 +498,12 @@ class Run(EpochLoop):
     def _load_checkpoint(self, path: Path, fingerprint: dict[str, Any]) -> dict[str, Any]:
         tensors, state = read_checkpoint(path)
         if state.get("format") != CHECKPOINT_FORMAT:
-            raise ModelLoadError(f"{path}: checkpoint format {state.get('format')!r} is not {CHECKPOINT_FORMAT}")
-        saved = state.get("fingerprint", {})
+            raise ModelLoadError(
+                f"{path}: checkpoint format {shorten(state.get('format'))} is not {CHECKPOINT_FORMAT}; "
+                "delete it to start over"
+            )
+        check_state(state, path, optimizer=self.opt.state_dict())
+        saved = state["fingerprint"]
         diffs = [f"{k}: checkpoint {saved.get(k)!r}, now {v!r}" for k, v in fingerprint.items() if saved.get(k) != v]
         if diffs:
             raise ConfigError(
@@ -477,11 +520,22 @@ class Run(EpochLoop):
             self.model.load_state_dict(model_state, strict=True)
         except RuntimeError as e:
             raise ModelLoadError(f"{path}: the checkpoint's weights do not fit the model: {e}") from e
-        self.opt.load_state_dict(optimizer_from_parts(tensors, state["optimizer"]))
-        if self.scaler is not None and state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        restore_rng(tensors, state["rng"])
+        try:
+            self.opt.load_state_dict(optimizer_from_parts(tensors, state["optimizer"]))
+            if self.scaler is not None and state.get("scaler"):
+                self.scaler.load_state_dict(state["scaler"])
+            restore_rng(tensors, state["rng"])
+        except (KeyError, TypeError, ValueError, RuntimeError, IndexError) as e:
+            raise ModelLoadError(
+                f"{path}: the checkpoint's optimizer or random state cannot be restored "
+                f"({type(e).__name__}: {shorten(str(e), 200)}); delete it to start over"
+            ) from e
         return state
+
+
+def _names(roots: Any) -> list[str]:
+    """The folders' names (their last component), for provenance without the machine's paths."""
+    return [Path(str(r)).name for r in roots or []]
 
 
 def class_counts(samples: Sequence[Sample]) -> dict[str, int]:

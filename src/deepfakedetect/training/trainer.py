@@ -143,6 +143,9 @@ class Trainer:
         progress: Progress bars (default: on unless ``DEEPFAKEDETECT_PROGRESS=0``).
         cache: ``"memory"``, ``"disk"`` (in ``out_dir/cache``) or ``None`` (decode
             every epoch).
+        target_precision: The class-balanced precision each call must reach on the
+            validation data outside the uncertain band (``docs/concepts/calibration.md``);
+            ``None`` fits no band.
         calibrate: Fit temperature, threshold and operating points on validation
             data at the end.
         val_fraction: Share of each class held out for validation from a folder
@@ -195,6 +198,7 @@ class Trainer:
         progress: bool | None = None,
         cache: str | None = "memory",
         calibrate: bool = True,
+        target_precision: float | None = 0.9,
         val_fraction: float = 0.15,
         test_fraction: float = 0.15,
         strict: bool = False,
@@ -227,6 +231,10 @@ class Trainer:
         _check_number("grad_clip", grad_clip, 1e-6, 1e6, allow_none=True)
         _check_number("self_blend", self_blend, 0.0, 10.0)
         _check_number("val_fraction", val_fraction, 0.0, 0.9)
+        if target_precision is not None and not (
+            isinstance(target_precision, (int, float)) and 0.5 < float(target_precision) <= 1.0
+        ):
+            raise ConfigError(f"target_precision must be in (0.5, 1] or None, got {target_precision!r}")
         _check_number("test_fraction", test_fraction, 0.0, 0.9)
         if unfreeze_at_epoch is not None and not freeze_backbone:
             raise ConfigError("unfreeze_at_epoch needs freeze_backbone=True (it says when the frozen backbone thaws)")
@@ -268,6 +276,7 @@ class Trainer:
         self.progress = progress
         self.cache = cache
         self.calibrate = calibrate
+        self.target_precision = None if target_precision is None else float(target_precision)
         self.val_fraction = float(val_fraction)
         self.test_fraction = float(test_fraction)
         self.strict = strict
@@ -285,7 +294,8 @@ class Trainer:
             "init_weights": (
                 f"detector:{self.backbone.source}"
                 if isinstance(self.backbone, Detector)
-                else None if self.weights is None else str(self.weights)
+                # The file's name only: a path would name the training machine's folders.
+                else None if self.weights is None else Path(str(self.weights)).name
             ),
             "epochs": self.epochs,
             "batch_size": self.batch_size,
@@ -308,7 +318,9 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------ fit
-    def fit(self, data: DataArg, *, val: DataArg | None = None, resume: bool = False) -> TrainResult:
+    def fit(
+        self, data: DataArg, *, val: DataArg | None = None, val_videos: DataArg | None = None, resume: bool = False
+    ) -> TrainResult:
         """Train on ``data``, keep the best epoch, calibrate, and return the detector.
 
         Args:
@@ -317,6 +329,11 @@ class Trainer:
             val: Validation folder(s) instead of the ``val/`` split or a split-off
                 share of ``data`` (its ``val/`` split when it has split folders,
                 else all of it).
+            val_videos: Validation video folder(s) (``real/`` and ``fake/`` holding
+                videos): the trained detector scores them at video level (the config's
+                sampler and aggregator) and fits its video calibration on them
+                (``config.video_calibration``). Without them, videos use the image
+                calibration.
             resume: Continue from ``out_dir/checkpoints/last.safetensors`` when it
                 exists (the same settings and data are required); a finished run is
                 only finalised again.
@@ -335,7 +352,7 @@ class Trainer:
             raise ConfigError("resume=True needs out_dir (where the checkpoints are)")
         dist, device = setup_distributed(self.device)
         try:
-            return Run(self, dist, device).fit(data, val=val, resume=resume)
+            return Run(self, dist, device).fit(data, val=val, val_videos=val_videos, resume=resume)
         finally:
             dist.close()
 

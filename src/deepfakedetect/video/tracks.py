@@ -249,7 +249,7 @@ def _assign(cost: np.ndarray) -> list[tuple[int, int]]:
         if not _warned_greedy and min(cost.shape) > 1:
             logger.warning(
                 "SciPy is not installed: faces are linked into tracks greedily (cheapest pair first), "
-                "which can swap people who cross; pip install 'deepfakedetect[tracking]' for the optimal assignment"
+                "which can swap people who cross; pip install scipy (the deepfakedetect[tracking] extra) for the optimal assignment"
             )
             _warned_greedy = True
         order = np.argsort(cost, axis=None, kind="stable")
