@@ -19,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from deepfakedetect._errors import ImageDecodeError, InputError
 from deepfakedetect._untrusted import MAX_PIXELS, NotRegularFileError, open_regular
 
-__all__ = ["DecodedImage", "ImageInput", "decode_image", "describe_input", "is_image_input", "load_image"]
+__all__ = ["DecodedImage", "ImageInput", "decode_image", "decoded_size", "describe_input", "is_image_input", "load_image"]
 
 # What detect_image accepts for one image. torch tensors are accepted too (checked by
 # duck typing so that this module does not import torch).
@@ -164,13 +164,40 @@ class DecodedImage:
         return int(self.array.nbytes)
 
 
-def _draft_size(width: int, height: int, min_longer: int, min_shorter: int) -> tuple[int, int] | None:
-    """The size to ask ``draft`` for: the largest JPEG reduction (1/2, 1/4, 1/8) that keeps both minimums."""
+def _draft_scale(width: int, height: int, min_longer: int, min_shorter: int) -> int:
+    """The largest JPEG reduction (8, 4, 2; 1: none) whose decode keeps both minimums."""
     for k in (8, 4, 2):
         w, h = -(-width // k), -(-height // k)  # what the decoder produces at 1/k: sides rounded up
         if max(w, h) >= min_longer and min(w, h) >= min_shorter:
-            return width // k, height // k  # draft picks the reduction from these (full // asked >= k)
-    return None
+            return k
+    return 1
+
+
+def _draft_size(width: int, height: int, min_longer: int, min_shorter: int) -> tuple[int, int] | None:
+    """The size to ask ``draft`` for: the largest JPEG reduction (1/2, 1/4, 1/8) that keeps both minimums."""
+    k = _draft_scale(width, height, min_longer, min_shorter)
+    # draft picks the reduction from these (full // asked >= k)
+    return None if k == 1 else (width // k, height // k)
+
+
+def decoded_size(
+    width: int, height: int, image_format: str | None, *, min_longer_side: int = 1, min_shorter_side: int = 1
+) -> tuple[int, int]:
+    """The ``(width, height)`` :func:`decode_image` decodes a file of this size and format at.
+
+    For callers that must know a decode's cost before it happens (the batch window's
+    byte budget reads it from the file's header).
+
+    Example:
+        >>> decoded_size(4000, 3000, "JPEG", min_longer_side=640)
+        (1000, 750)
+        >>> decoded_size(4000, 3000, "PNG", min_longer_side=640)
+        (4000, 3000)
+    """
+    if image_format != "JPEG":
+        return width, height
+    k = _draft_scale(width, height, min_longer_side, min_shorter_side)
+    return -(-width // k), -(-height // k)
 
 
 def decode_image(
