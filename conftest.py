@@ -24,7 +24,9 @@ _FILES = {
 
 
 @pytest.fixture(autouse=True)
-def _doctest_media(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _doctest_media(request: pytest.FixtureRequest) -> None:
+    # tmp_path and monkeypatch are requested only for doctests that need them: an autouse
+    # monkeypatch would be torn down around every test, before the test's own fixtures.
     dtest = getattr(request.node, "dtest", None)  # only doctests
     if dtest is None:
         return
@@ -35,6 +37,8 @@ def _doctest_media(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: 
     missing = [name for name in wanted if not (_SHARED / _FILES[name]).is_file()]
     if missing:
         pytest.skip(f"shared data not found at {_SHARED} (set DEEPFAKEDETECT_SHARED to its path)")
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
     for name in wanted:
         (tmp_path / name).symlink_to(_SHARED / _FILES[name])
     monkeypatch.chdir(tmp_path)
