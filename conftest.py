@@ -24,7 +24,9 @@ _FILES = {
 
 
 @pytest.fixture(autouse=True)
-def _doctest_media(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def _doctest_media(request: pytest.FixtureRequest) -> None:
+    # Other tests get nothing from this fixture, not even tmp_path or monkeypatch: those are
+    # requested below, for doctests only, so that no test's fixture order changes.
     dtest = getattr(request.node, "dtest", None)  # only doctests
     if dtest is None:
         return
@@ -35,6 +37,8 @@ def _doctest_media(request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: 
     missing = [name for name in wanted if not (_SHARED / _FILES[name]).is_file()]
     if missing:
         pytest.skip(f"shared data not found at {_SHARED} (set DEEPFAKEDETECT_SHARED to its path)")
+    tmp_path: Path = request.getfixturevalue("tmp_path")
     for name in wanted:
         (tmp_path / name).symlink_to(_SHARED / _FILES[name])
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
     monkeypatch.chdir(tmp_path)
