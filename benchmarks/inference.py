@@ -4,8 +4,10 @@ Prints Markdown tables:
 
 1. **Throughput**: images/s and achieved GFLOP/s for each model and batch size, for
    each way of running it (plain fp32 eager; channels-last; bf16 autocast;
-   channels-last + bf16, what ``Detector`` does with ``precision="auto"`` on a CPU with
-   native bf16; the same with BatchNorm folded into the convolutions; optionally
+   channels-last + bf16 autocast, which ``precision="auto"`` picks on a CPU with
+   native bf16; the same with BatchNorm folded into the convolutions; the same with
+   the convolution and linear weights stored in bf16 once, the ``Detector`` default
+   on such CPUs (autocast otherwise casts every weight at every call); optionally
    ``torch.compile`` with freezing), with the share of this CPU's fp32 and bf16 matrix
    multiply peak. The peaks are ``torch.mm`` of two 2048x2048 matrices, measured in
    the same rounds as the models (the machines are shared: every round times every
@@ -63,7 +65,12 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
 from deepfakedetect import Detector  # noqa: E402
-from deepfakedetect.models.precision import InferenceCopy, cpu_has_fast_bf16, fold_batchnorm  # noqa: E402
+from deepfakedetect.models.precision import (  # noqa: E402
+    InferenceCopy,
+    cast_matmul_weights,
+    cpu_has_fast_bf16,
+    fold_batchnorm,
+)
 
 DEFAULT_SHARED = Path(os.environ.get("DEEPFAKEDETECT_SHARED", REPO.parent / "shared"))
 MOBILENET_WEIGHTS = "weights/mobilenet_v2_imagenet1k_v1.safetensors"
@@ -161,6 +168,7 @@ class Runner:
         dtype: torch.dtype | None,
         fold: bool = False,
         compile: bool = False,
+        cast: bool = False,
     ) -> None:
         self.compile_s = 0.0
         self.device = device
@@ -174,6 +182,8 @@ class Runner:
         m = m.to(device).eval()
         if channels_last:
             m = m.to(memory_format=torch.channels_last)
+        if cast and dtype is not None:  # conv/linear weights stored in the autocast dtype, as Detector does
+            m = cast_matmul_weights(m, dtype)
         self.model = m
 
     def prepare(self, x: torch.Tensor) -> torch.Tensor:
@@ -213,8 +223,9 @@ def modes(device: torch.device, *, with_compile: bool, all_modes: bool) -> dict[
     if native or all_modes:
         out[f"{h} autocast"] = {"channels_last": False, "dtype": half}
         out[f"channels-last + {h}"] = {"channels_last": True, "dtype": half}
-        out[f"channels-last + {h} + BN folded" + (" (Detector default)" if native else "")] = {
-            "channels_last": True, "dtype": half, "fold": True,
+        out[f"channels-last + {h} + BN folded"] = {"channels_last": True, "dtype": half, "fold": True}
+        out[f"channels-last + {h} + BN folded + {h} weights" + (" (Detector default)" if native else "")] = {
+            "channels_last": True, "dtype": half, "fold": True, "cast": True,
         }
     if with_compile:
         label = "Detector.compile(): torch.compile, frozen" + (f" + {h}" if auto is not None else "")
@@ -258,6 +269,10 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
     print("| model | batch | mode | images/s | x fp32 eager | GFLOP/s | % of fp32 peak | % of the best peak |")
     print("|---|---|---|---|---|---|---|---|")
     compile_notes = []
+    record: dict[str, object] = {
+        "cpu": hardware_line(device), "load_start": os.getloadavg(), "date": time.strftime("%Y-%m-%d %H:%M"),
+        "clock": args.clock, "runs": args.runs, "rows": [],
+    }
     for name in args.models:
         base = build(name)
         flops = count_flops(base)
@@ -283,11 +298,22 @@ def throughput(args: argparse.Namespace, device: torch.device) -> None:
                 gflops = ips * flops / 1e9
                 print(f"| {name} | {batch} | {label} | {ips:.1f} | {ips / ref:.2f} | {gflops:.0f} | "
                       f"{100 * gflops / peak32:.0f}% | {100 * gflops / best:.0f}% |")  # fmt: skip
+                record["rows"].append(  # type: ignore[attr-defined]
+                    {"model": name, "batch": batch, "mode": label, "images_per_s": ips, "gflops": gflops,
+                     "peaks_gflops": rates}
+                )
             shown = ", ".join(f"{k} {v:.0f}" for k, v in rates.items())
             print(f"| (peaks, GFLOP/s) | | {shown} | | | | | |")
             sys.stdout.flush()
         print(f"|  |  | *{name}: {flops / 1e9:.2f} GFLOP per image* | | | | | |")
     print(f"\n{load_line()} at end")
+    if args.json:
+        import json
+
+        record["load_end"] = os.getloadavg()
+        record["compile_notes"] = compile_notes
+        Path(args.json).write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
+        print(f"- throughput written to {args.json} (plot it with benchmarks/plot_throughput.py)")
     for note in compile_notes:
         print(f"- {note}")
     print()
@@ -543,6 +569,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--fit-images", type=int, default=400, help="training images to fit the heads on")
     p.add_argument("--model", action="append", help="a trained detector folder for the score comparison (repeatable)")
     p.add_argument("--also-fitted", action="store_true", help="with --model, also the fitted-head backbones")
+    p.add_argument("--json", default=None, help="also write the throughput table to this JSON file (for plot_throughput.py)")
     p.add_argument("--skip-throughput", action="store_true")
     p.add_argument("--skip-e2e", action="store_true")
     p.add_argument("--skip-scores", action="store_true")

@@ -2,14 +2,15 @@
 
 ::
 
-    python benchmarks/quality_card.py runs/quality/v2_calibrated --name v2 \\
-        --eval-test runs/quality/eval_test.json --eval-val runs/quality/eval_val.json \\
+    python benchmarks/quality_card.py runs/quality/select/v2 --name v2 \\
+        --eval-test runs/quality/eval_test.json --eval-val runs/quality/select/select.json \\
         --out src/deepfakedetect/_default_model
 
 Writes half-precision weights, a ``config.json`` with no path of the build machine in it
 (data folders are kept by name only; the training manifest records the data by content),
 and a ``README.md`` model card whose numbers are read from ``benchmarks/quality_eval.py``'s
-JSON: the test table from ``--eval-test``, the validation numbers from ``--eval-val``.
+JSON: the test table from ``--eval-test``; the uncertain shares on validation from
+``--eval-val``, the JSON of ``benchmarks/quality_select.py``.
 """
 
 from __future__ import annotations
@@ -73,13 +74,33 @@ def summary_table(test: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
-def uncertain_table(res: dict[str, Any]) -> str:
-    rows = ["| data | uncertain share | accuracy of the other calls |", "|---|---|---|"]
-    for key, d in res["sources"].items():
-        u = d.get("uncertain") or {}
-        if u.get("band") is None:
-            continue
-        rows.append(f"| {d['title']} | {_pct(u['uncertain_share'])} | {_pct(u['accuracy_outside_band'])} |")
+TITLES = {
+    "lfw": "LFW face swap (600 photos)",
+    "stylegan": "StyleGAN2 / FFHQ (160 images)",
+    "sd21": "SD 2.1 / FFHQ (320 images)",
+    "ffpp_frames": "FF++ frames, 2 identity groups (448 frames)",
+}
+
+
+def uncertain_table(val: dict[str, Any]) -> str:
+    """Uncertain share per validation set, from ``benchmarks/quality_select.py``'s JSON."""
+    rows = ["| validation data | uncertain | accuracy of the other calls |", "|---|---|---|"]
+    for key, title in TITLES.items():
+        d = val["sources"].get(key)
+        if d and d.get("uncertain_share") is not None:
+            rows.append(f"| {title} | {_pct(d['uncertain_share'])} | {_pct(d.get('accuracy_outside_band'))} |")
+    v = val["videos"]
+    if v.get("uncertain_share") is not None:
+        rows.append(f"| FF++ videos, 2 identity groups ({v['n_real'] + v['n_fake']} videos) | {_pct(v['uncertain_share'])} "
+                    f"| {_pct(v.get('accuracy_outside_band'))} |")  # fmt: skip
+    return "\n".join(rows)
+
+
+def group_table(test: dict[str, Any]) -> str:
+    """FF++ test videos per identity group."""
+    rows = ["| identity group | videos (real / fake) | ROC AUC | accuracy |", "|---|---|---|---|"]
+    for g, d in test["sources"]["ffpp_videos"].get("per_group", {}).items():
+        rows.append(f"| {g.replace('_', '/')} | {d['n_real']} / {d['n_fake']} | {_f(d['auc'])} | {_pct(d['accuracy'])} |")
     return "\n".join(rows)
 
 
@@ -101,6 +122,10 @@ It is for research and evaluation, not for commercial use (see the licences belo
 On data held out from training and from every choice made while building it:
 
 {summary}
+
+FaceForensics++ test videos per identity group (people never seen in training):
+
+{groups}
 
 Accuracy is at the shipped thresholds: {image_threshold} for images and {video_threshold} for
 videos. The test sets are small (600 LFW photos, 160 StyleGAN2/FFHQ images, 320 SD 2.1/FFHQ
@@ -164,7 +189,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("model", type=Path, help="the calibrated model folder")
     parser.add_argument("--name", required=True, help="the model's name in the JSON files")
     parser.add_argument("--eval-test", type=Path, required=True)
-    parser.add_argument("--eval-val", type=Path, required=True)
+    parser.add_argument("--eval-val", type=Path, required=True, help="benchmarks/quality_select.py's select.json")
+    parser.add_argument("--val-name", help="the model's name in --eval-val (default: --name)")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("runs/quality/data"), help="benchmarks/quality.py's data folders")
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("DEEPFAKEDETECT_SHARED", "../shared")))
@@ -173,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     import quality  # the recipe's constants (a sibling script, not a package module)
 
     test = json.loads(args.eval_test.read_text())[args.name]
-    val = json.loads(args.eval_val.read_text())[args.name]
+    val = json.loads(args.eval_val.read_text())[args.val_name or args.name]
     det = Detector.from_pretrained(args.model)
     cfg = det.config
     vcal = getattr(cfg, "video_calibration", None) or cfg.calibration
@@ -190,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     card = CARD.format(
         name=args.name,
         summary=summary_table(test),
+        groups=group_table(test),
         image_threshold=f"{cfg.calibration.threshold:.3f}",
         video_threshold=f"{vcal.threshold:.3f}",
         image_band=band(cfg.calibration),

@@ -29,6 +29,7 @@ import numpy as np
 
 from deepfakedetect import Detector, evaluate
 from deepfakedetect._metrics import binary_metrics, roc_auc
+from deepfakedetect.faces import FaceStage
 
 # (name, folder under --data, videos?, what it tests); lfw_q75 exists for the test split only.
 SOURCES = (
@@ -91,11 +92,31 @@ def per_method(items: dict[str, list[Any]], threshold: float) -> dict[str, Any]:
     return out
 
 
-def score(det: Detector, data: Path, split: str) -> dict[str, Any]:
+def _group(path: str) -> str:
+    """An FF++ video's identity group, ``"033_097"``: its two ids in order."""
+    ids = [x for x in Path(path).stem.split("__")[-1].split("_") if x.isdigit()]
+    return "_".join(sorted(ids))
+
+
+def per_group(items: dict[str, list[Any]], threshold: float) -> dict[str, Any]:
+    """Per FF++ identity group: its videos (a real video belongs to the group holding its id)."""
+    fake_groups = {_group(s) for s, y in zip(items["source"], items["y"]) if y}
+    out: dict[str, Any] = {}
+    for g in sorted(fake_groups):
+        ids = set(g.split("_"))
+        sel = [i for i, src in enumerate(items["source"]) if set(_group(src).split("_")) <= ids]
+        y = [items["y"][i] for i in sel]
+        s = [float(items["fake_score"][i]) for i in sel]
+        met = binary_metrics(y, s, threshold=threshold)
+        out[g] = {"n_real": len(y) - sum(y), "n_fake": sum(y), "auc": met["auc"], "accuracy": met["accuracy"]}
+    return out
+
+
+def score(det: Detector, data: Path, split: str, only: set[str] | None = None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, folder, videos, title in SOURCES:
         root = data / folder
-        if not (root / split).is_dir():
+        if not (root / split).is_dir() or (only and key not in only):
             continue
         t0 = time.time()
         thr, thr_from = video_threshold(det) if videos else (det.threshold, "image calibration")
@@ -108,6 +129,7 @@ def score(det: Detector, data: Path, split: str) -> dict[str, Any]:
         d["uncertain"] = band_stats(it["y"], it["fake_score"], uncertain_band(det, videos), thr)
         if videos:
             d["per_method"] = per_method(it, thr)
+            d["per_group"] = per_group(it, thr)
         out[key] = d
         m = d["levels"][level]
         print(f"  {key:12s} {level}: n {m['n']:4d}  AUC {m['auc']:.3f}  acc {m['accuracy']:.3f} at {thr:.3f} "
@@ -133,16 +155,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=Path("runs/quality/data"))
     parser.add_argument("--split", choices=("val", "test"), required=True)
     parser.add_argument("--out", type=Path, required=True, help="JSON file (extended if it exists)")
+    parser.add_argument("--sources", help="comma-separated source keys to score (default: all)")
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("DEEPFAKEDETECT_SHARED", "../shared")))
     args = parser.parse_args(argv)
     os.environ.setdefault("DEEPFAKEDETECT_RETINAFACE_WEIGHTS", str(args.shared / "weights" / "retinaface_mobilenet0.25.safetensors"))
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
+    sys.path.insert(0, str(Path(__file__).parent))
+    from quality_select import CachedFaces  # a sibling script, not a package module
+
+    # Faces are found once per image or frame and shared by the models (same face settings).
+    shared_faces: CachedFaces | None = None
     for arg in args.models:
         name, _, path = arg.rpartition("=")
         name = name or path
         det = Detector.from_pretrained(None if path == "shipped" else path)
+        if shared_faces is None:
+            shared_faces = CachedFaces(FaceStage(det.config.faces, device=det.device).detector)
+            faces_of = det.config.faces
+        if det.config.faces == faces_of:
+            det = Detector.from_pretrained(None if path == "shipped" else path, face_detector=shared_faces)
         print(f"{name} ({args.split}):", file=sys.stderr, flush=True)
-        sources = score(det, args.data, args.split)
+        sources = score(det, args.data, args.split, set(args.sources.split(",")) if args.sources else None)
         results[name] = {"split": args.split, "threshold": det.threshold, "pooled_image_auc": pooled_auc(sources),
                          "sources": sources}  # fmt: skip
         args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -17,8 +17,10 @@ its wall time), one after the other in the same run:
   for other backbones: probe, 32 uniformly spread frames decoded by ffmpeg (only those,
   scaled in ffmpeg), RetinaFace face crops, ``precision="auto"`` (channels-last, BatchNorm
   folded, bf16 autocast where the CPU has native bf16), the model's aggregator.
-- with ``--overlap``: the same with decoding in a background thread (``_batch.prefetch``)
-  and batches of 8, to see whether overlapping decode with compute pays off.
+- with ``--baseline-src DIR``: the default pipeline run from another source tree (an
+  older checkout's ``src/``), in the same rounds, for before/after comparisons;
+- with ``--warm``: each default pipeline also calls ``detect_video`` a second time in the
+  same process, to time it with the models loaded and the kernels ready.
 
 CPU time (the process's own plus its waited-for children's, ffmpeg included, from
 ``getrusage``) is reported beside wall time: on a shared machine other load stretches
@@ -34,7 +36,7 @@ Usage::
 
     PYTHONPATH=src .venv/bin/python benchmarks/video.py            # about 5 minutes on 2 cores
     PYTHONPATH=src .venv/bin/python benchmarks/video.py --full     # adds the 30-minute video
-    PYTHONPATH=src .venv/bin/python benchmarks/video.py --skip-original --runs 3 --overlap
+    PYTHONPATH=src .venv/bin/python benchmarks/video.py --skip-original --runs 3 --warm --baseline-src ../old/src
 """
 
 from __future__ import annotations
@@ -127,8 +129,15 @@ def _tree_rss(pid: int) -> int:
     return total
 
 
-def run_pipeline(mode: str, video: Path, backbone: str, *, env: dict[str, str], args: argparse.Namespace) -> dict[str, Any]:
+def run_pipeline(
+    mode: str, video: Path, backbone: str, *, env: dict[str, str], args: argparse.Namespace, src: str | None = None
+) -> dict[str, Any]:
     cmd = [sys.executable, __file__, "--worker", mode, "--video", str(video), "--backbone", backbone]
+    if src:
+        cmd += ["--src", src]
+        env = dict(env, PYTHONPATH=src)
+    if args.warm:
+        cmd.append("--warm")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
     peak = 0
@@ -204,34 +213,27 @@ def worker_original(video: Path) -> dict[str, Any]:
     }
 
 
-def worker_default(video: Path, backbone: str, *, overlap: bool) -> dict[str, Any]:
+def worker_default(video: Path, backbone: str, *, src: Path, warm: bool) -> dict[str, Any]:
     t0 = time.perf_counter()
-    sys.path.insert(0, str(REPO / "src"))
+    sys.path.insert(0, str(src))
     from deepfakedetect import Detector
 
     # "shipped": the default model itself (MobileNetV2 on 128 px face crops, every face scored).
     det = Detector.from_pretrained() if backbone == "shipped" else Detector.from_backbone(backbone, faces=True)
-    batch_size = 32
-    if overlap:
-        import deepfakedetect.io.video as video_mod
-        from deepfakedetect.batch.many import prefetch
-
-        original = video_mod.read_frames
-
-        def read_ahead(*a: Any, **kw: Any) -> Any:
-            return prefetch(original(*a, **kw), maxsize=8)
-
-        video_mod.read_frames = read_ahead  # detect_video imports it at call time
-        batch_size = 8
     t_model = time.perf_counter()
-    v = det.detect_video(video, progress=False, batch_size=batch_size)
+    v = det.detect_video(video, progress=False)
     end = time.perf_counter()
+    phases = {"imports+model": t_model - t0, "detect_video": end - t_model}
+    if warm:  # the same call again in the now warm process (models loaded, kernels ready)
+        again = det.detect_video(video, progress=False)
+        phases["detect_video, warm"] = time.perf_counter() - end
+        assert again.fake_score == v.fake_score
     return {
         "score": v.fake_score,
         "frames": v.num_decoded,
         "faces": sum(len(f.faces) for f in v.frames),
         "no_face_frames": v.frames_without_faces,
-        "phases": {"imports+model": t_model - t0, "detect_video": end - t_model},
+        "phases": phases,
         "inside": end - t0,
     }
 
@@ -240,7 +242,8 @@ def worker(args: argparse.Namespace) -> int:
     if args.worker == "original":
         out = worker_original(Path(args.video))
     else:
-        out = worker_default(Path(args.video), args.backbone, overlap=args.worker == "overlap")
+        src = Path(args.src) if args.src else REPO / "src"
+        out = worker_default(Path(args.video), args.backbone, src=src, warm=args.warm)
     # RUSAGE_CHILDREN is not used: a child's peak includes the parent pages it saw
     # between fork and exec, so it reads as large as the Python process.
     me = resource.getrusage(resource.RUSAGE_SELF)
@@ -268,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--runs", type=int, default=2, help="runs of each default pipeline (median reported)")
     p.add_argument("--skip-original", action="store_true", help="skip the original way (about 150-300 s)")
-    p.add_argument("--overlap", action="store_true", help="also the default pipeline with a background decode thread")
+    p.add_argument(
+        "--baseline-src", default=None, help="also run the default pipeline from this other source tree (an older src/)"
+    )
+    p.add_argument("--warm", action="store_true", help="also time a second detect_video call in the same process")
+    p.add_argument("--src", default=None, help=argparse.SUPPRESS)
     p.add_argument("--full", action="store_true", help="also a 30-minute video (peak memory 1 vs 30 min)")
     p.add_argument("--long-minutes", type=int, default=30)
     p.add_argument("--shared", default=str(DEFAULT_SHARED))
@@ -306,8 +313,8 @@ def main(argv: list[str] | None = None) -> int:
             (f"default ({'the shipped model' if b == 'shipped' else b}, faces, 32 frames)", "default", b)
             for b in backbones
         ]
-        if args.overlap:
-            plan += [(f"default + decode thread, batch 8 ({b})", "overlap", b) for b in backbones]
+        if args.baseline_src:
+            plan += [(f"baseline tree ({'the shipped model' if b == 'shipped' else b})", "baseline", b) for b in backbones]
         # Default pipelines before and after the original way, so load drifts hit both.
         order: list[tuple[str, str, str]] = []
         for r in range(args.runs):
@@ -317,15 +324,16 @@ def main(argv: list[str] | None = None) -> int:
         if args.runs == 0 and not args.skip_original:
             order.append(("original way (all frames to JPEG, ResNet-50 fp32)", "original", "resnet50"))
         for label, mode, backbone in order:
-            res = run_pipeline(mode, video, backbone, env=env, args=args)
+            src = str(Path(args.baseline_src).resolve()) if mode == "baseline" else None
+            res = run_pipeline(mode, video, backbone, env=env, args=args, src=src)
             results.setdefault(label, []).append(res)
             print(f"- {label}: {res['wall']:.1f} s wall, {res['cpu_s']:.1f} s CPU, peak {mb(res['tree_peak'])}, phases "
                   + ", ".join(f"{k} {v:.1f} s" for k, v in res["phases"].items()), flush=True)  # fmt: skip
         print()
         print("| pipeline | runs | wall, median (s) | CPU time, median (s) | of which imports + model, wall (s) | "
               "peak RSS, process tree | peak RSS, Python process alone | frames scored | "
-              "x faster than original (wall) | x less CPU than original |")  # fmt: skip
-        print("|---|---|---|---|---|---|---|---|---|---|")
+              "x faster than original (wall) | x less CPU than original | detect_video, warm process (s) |")  # fmt: skip
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         orig = results.get("original way (all frames to JPEG, ResNet-50 fp32)")
         for label, rs in results.items():
             wall = statistics.median(r["wall"] for r in rs)
@@ -333,10 +341,12 @@ def main(argv: list[str] | None = None) -> int:
             setup = statistics.median(r["phases"]["imports+model"] for r in rs)
             peak = max(r["tree_peak"] for r in rs)
             self_peak = mb(max(r["maxrss_self"] for r in rs))
+            warms = [r["phases"]["detect_video, warm"] for r in rs if "detect_video, warm" in r.get("phases", {})]
+            warm = f"{statistics.median(warms):.2f}" if warms else "-"
             ratio = f"{orig[0]['wall'] / wall:.1f}x" if orig else "-"
             cpu_ratio = f"{orig[0]['cpu_s'] / cpu:.1f}x" if orig else "-"
             print(f"| {label} | {len(rs)} | {wall:.1f} | {cpu:.1f} | {setup:.1f} | {mb(peak)} | {self_peak} | "
-                  f"{rs[0]['frames']} | {ratio} | {cpu_ratio} |")  # fmt: skip
+                  f"{rs[0]['frames']} | {ratio} | {cpu_ratio} | {warm} |")  # fmt: skip
         if orig:
             o = orig[0]
             print(f"\nOriginal way: {o['jpeg_mb']:.0f} MB of JPEG for {o['frames']} frames; phases "

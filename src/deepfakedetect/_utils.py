@@ -1,4 +1,4 @@
-"""Small helpers that several layers need: progress bars, atomic writes, JSON, sha256.
+"""Small helpers that several layers need: progress bars, atomic writes, JSON, sha256, read-ahead.
 
 Each exists once here so that the library has one behaviour for each: one switch for
 progress bars, one way to replace a file atomically, one way to hash and verify a file.
@@ -7,15 +7,19 @@ progress bars, one way to replace a file atomically, one way to hash and verify 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import os
+import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
+
+from deepfakedetect._errors import ConfigError
 
 __all__ = [
     "PROGRESS_ENV",
@@ -23,11 +27,16 @@ __all__ = [
     "atomic_write_text",
     "file_stamp",
     "jsonable",
+    "prefetch",
     "progress_bar",
     "progress_enabled",
     "sha256_file",
     "sha256_matches",
 ]
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 #: Set to 0 / false / no / off to switch every progress bar off.
 PROGRESS_ENV = "DEEPFAKEDETECT_PROGRESS"
@@ -171,3 +180,78 @@ def as_int(x: Any) -> int:
         (4, -1, -1)
     """
     return int(x) if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)) else -1
+
+
+def prefetch(iterable: Iterable[T], maxsize: int = 2) -> Generator[T, None, None]:
+    """Run ``iterable`` in a background thread, at most ``maxsize`` items ahead.
+
+    A bounded producer/consumer: decoding (which releases the GIL in Pillow, NumPy and
+    while waiting on ffmpeg) then overlaps with model compute on the consumer's side.
+    Exceptions raised by the iterable are re-raised in the consumer, at the position
+    they happened. Closing the returned generator (or leaving a ``for`` loop early)
+    stops the thread and closes the source iterator.
+
+    Args:
+        iterable: The source; consumed only by the background thread.
+        maxsize: How many items may wait for the consumer (the memory bound); at least 1.
+
+    Yields:
+        The source's items, in order.
+
+    Raises:
+        ConfigError: ``maxsize`` below 1.
+
+    Example:
+        >>> list(prefetch(iter(range(5)), maxsize=2))
+        [0, 1, 2, 3, 4]
+    """
+    if not isinstance(maxsize, int) or isinstance(maxsize, bool) or maxsize < 1:
+        raise ConfigError(f"prefetch maxsize must be a positive integer, got {maxsize!r}")
+    return _prefetch(iter(iterable), maxsize)
+
+
+_DONE = object()
+
+
+def _prefetch(source: Iterator[T], maxsize: int) -> Generator[T, None, None]:
+    q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in source:
+                if not put((item, None)):
+                    return
+            put((_DONE, None))
+        except BaseException as e:  # noqa: BLE001 - handed to the consumer, who re-raises it
+            put((_DONE, e))
+        finally:
+            close = getattr(source, "close", None)
+            if close is not None and stop.is_set():
+                try:
+                    close()
+                except Exception:  # the consumer is gone; nothing to report to
+                    logger.debug("closing a prefetched iterator failed", exc_info=True)
+
+    worker = threading.Thread(target=run, name="dfd-prefetch", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item, error = q.get()
+            if item is _DONE:
+                if error is not None:
+                    raise error
+                return
+            yield item
+    finally:
+        stop.set()
+        worker.join()

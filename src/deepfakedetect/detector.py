@@ -22,13 +22,18 @@ from deepfakedetect._errors import (
     UnknownPluginError,
 )
 from deepfakedetect._untrusted import shorten
-from deepfakedetect._utils import as_int, as_number, atomic_write, progress_bar
+from deepfakedetect._utils import as_int, as_number, atomic_write, prefetch, progress_bar
 from deepfakedetect._version import __version__
 from deepfakedetect.explain import Explanation, explain, explain_video_frames
-from deepfakedetect.faces import Face, FaceDetector, FaceStage, RetinaFaceDetector
+from deepfakedetect.faces import Face, FaceDetector, FaceStage, RetinaFaceDetector, crop_face
 from deepfakedetect.faces.detectors import FACE_DETECTORS
 from deepfakedetect.faces.onnx import RetinaFaceOnnxDetector, export_retinaface
-from deepfakedetect.io.images import describe_input, is_image_input, load_image
+from deepfakedetect.io.images import (
+    DecodedImage,
+    decode_image,
+    describe_input,
+    is_image_input,
+)
 from deepfakedetect.io.video import probe_video, read_frames
 from deepfakedetect.models.card import render_model_card
 from deepfakedetect.models.manifest import MANIFEST_NAME, TrainingManifest
@@ -63,6 +68,12 @@ from deepfakedetect.video.tracks import TrackingConfig, frame_signature
 logger = logging.getLogger(__name__)
 
 __all__ = ["Detector", "DEFAULT_MODEL_DIR"]
+
+# Lists of images and video frames go through the face stage and the model this many at
+# a time while a background thread decodes the next ones (MobileNetV2 runs fastest at
+# batch 8 on a 2-core CPU).
+_STAGE_CHUNK = 8
+
 
 class Detector(PretrainedMixin):
     """Tells real from fake images and videos.
@@ -340,7 +351,7 @@ class Detector(PretrainedMixin):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.backend != "torch":  # ONNX Runtime: the exported fp32 graph, nothing to fold or cast
             return cast(torch.Tensor, self.model(x.contiguous()))
-        model = self._inference.get(self.model, self.device, compiled=self._compiled)
+        model = self._inference.get(self.model, self.device, compiled=self._compiled, dtype=self._autocast_dtype)
         autocast = torch.autocast(
             self.device.type, dtype=self._autocast_dtype or torch.float32, enabled=self._autocast_dtype is not None
         )
@@ -352,7 +363,7 @@ class Detector(PretrainedMixin):
             except Exception as e:  # noqa: BLE001 - compilation fails in many ways (no compiler, unsupported ops)
                 logger.warning("torch.compile failed (%s: %s); scoring without it", type(e).__name__, str(e)[:300])
                 self._compiled = False
-                return cast(torch.Tensor, self._inference.get(self.model, self.device)(x))
+                return cast(torch.Tensor, self._inference.get(self.model, self.device, dtype=self._autocast_dtype)(x))
 
     def _get_face_stage(self) -> FaceStage:
         # Built once (the face detector loads its weights on first use) and shared by
@@ -392,20 +403,78 @@ class Detector(PretrainedMixin):
         """
         return self._get_face_stage()(images)
 
-    def _score_frames(
-        self, frames: Sequence[np.ndarray], *, batch_size: int, features: list[np.ndarray] | None = None
-    ) -> list[tuple[float | None, tuple[FaceResult, ...]]]:
-        """Score frames: whole frames, or each face crop reduced per frame.
+    def decode(self, image: Any) -> DecodedImage:
+        """Decode one input at the size scoring needs: large JPEGs at a reduced size.
 
-        With ``features`` (a list, face stage on), the crops are scored by
-        :func:`~deepfakedetect.models.temporal.embed_arrays` instead, and each frame's
+        With the face stage on, faces are found on an image whose longer side is at least
+        the detection size (``config.faces.detect_max_size``, which detection shrinks
+        to anyway); without it, the shorter side is kept at least
+        ``config.preprocess.resize_size``. A JPEG is decoded at 1/2, 1/4 or 1/8 of its size
+        where that keeps these (several times faster than decoding it whole and
+        resizing); face crops that need more detail are cut from a larger decode when
+        scored. Other inputs come at full size.
+
+        Args:
+            image: A path, PIL image, array, tensor, or a :class:`DecodedImage` (returned as is).
+
+        Returns:
+            A :class:`~deepfakedetect.io.images.DecodedImage`.
+
+        Raises:
+            ImageDecodeError: an unreadable file (naming it).
+
+        Example:
+            >>> det = Detector.from_backbone("resnet18", input_size=64)
+            >>> det.decode(np.zeros((80, 100, 3), np.uint8)).full_size
+            (80, 100)
+        """
+        if self.config.faces.enabled:
+            return decode_image(image, min_longer_side=self.config.faces.detect_max_size)
+        return decode_image(image, min_shorter_side=self.config.preprocess.resize_size)
+
+    def _find_faces(self, images: Sequence[DecodedImage]) -> list[list[tuple[Face, np.ndarray]]]:
+        """The face stage: per image, the selected faces (in full-resolution pixels) and their crops.
+
+        Faces are found on the (possibly reduced) arrays. A crop is cut from the same
+        array when it has at least ``preprocess.resize_size`` pixels across there, the size
+        the model resizes it to; otherwise the file is decoded again, large enough for the
+        image's smallest face, and the crops are cut from that.
+        """
+        cfg = self.config.faces
+        per_image = self._get_face_stage().detect([im.array for im in images])
+        need = self.config.preprocess.resize_size
+        out = []
+        for im, faces in zip(images, per_image):
+            source = im.array
+            if faces and im.reduced and im.source is not None:
+                # Crop sides in array pixels: the crop is margin x the box (its longer side when square).
+                sides = [cfg.margin * (max(f.width, f.height) if cfg.square else min(f.width, f.height)) for f in faces]
+                if min(sides) < need:
+                    longer = math.ceil(max(im.array.shape[:2]) * need / max(min(sides), 1e-6))
+                    source = decode_image(im.source, min_longer_side=min(longer, max(im.full_size))).array
+            fx, fy = source.shape[1] / im.array.shape[1], source.shape[0] / im.array.shape[0]
+            sx, sy = im.scale
+            found = []
+            for face in faces:
+                crop = crop_face(source, _scaled(face, fx, fy), margin=cfg.margin, square=cfg.square, align=cfg.align)
+                found.append((_scaled(face, sx, sy), crop))
+            out.append(found)
+        return out
+
+    def _score_faces(
+        self,
+        per_image: Sequence[Sequence[tuple[Face, np.ndarray]]],
+        *,
+        batch_size: int,
+        features: list[np.ndarray] | None = None,
+    ) -> list[tuple[float | None, tuple[FaceResult, ...]]]:
+        """Score every face crop; per image, its faces' results and their reduction (``faces.reduce``).
+
+        With ``features`` (a list), the crops are scored by
+        :func:`~deepfakedetect.models.temporal.embed_arrays` instead, and each image's
         face embeddings, (faces, D), are appended to it.
         """
-        faces_cfg = self.config.faces
-        if not faces_cfg.enabled:
-            return [(float(s), ()) for s in self.score_arrays(frames, batch_size=batch_size)]
-        per_frame = self.extract_faces(frames)
-        crops = [crop for found in per_frame for _, crop in found]
+        crops = [crop for found in per_image for _, crop in found]
         feats = None
         if features is not None:
             scores, feats = embed_arrays(self, crops, batch_size=batch_size)
@@ -413,13 +482,22 @@ class Detector(PretrainedMixin):
             scores = self.score_arrays(crops, batch_size=batch_size) if crops else np.empty(0)
         out: list[tuple[float | None, tuple[FaceResult, ...]]] = []
         pos = 0
-        for found in per_frame:
+        for found in per_image:
             results = tuple(FaceResult.from_face(face, float(scores[pos + i])) for i, (face, _) in enumerate(found))
             if features is not None and feats is not None:
                 features.append(feats[pos : pos + len(found)])
             pos += len(found)
-            out.append((_reduce_faces(results, faces_cfg.reduce), results))
+            out.append((_reduce_faces(results, self.config.faces.reduce), results))
         return out
+
+    def _score_images(
+        self, images: Sequence[DecodedImage], *, batch_size: int, features: list[np.ndarray] | None = None
+    ) -> list[tuple[float | None, tuple[FaceResult, ...]]]:
+        """Score decoded images: whole, or each face crop reduced per image (``features``: see :meth:`_score_faces`)."""
+        if not self.config.faces.enabled:
+            scores = self.score_arrays([im.array for im in images], batch_size=batch_size)
+            return [(float(s), ()) for s in scores]
+        return self._score_faces(self._find_faces(images), batch_size=batch_size, features=features)
 
     def _label(self, score: float | None, threshold: float) -> str | None:
         if score is None:
@@ -474,29 +552,47 @@ class Detector(PretrainedMixin):
         batch_size = check_batch_size(batch_size)
         thr = self.threshold if threshold is None else _check_threshold(threshold)
         results: list[ImageResult] = []
-        for start in range(0, len(items), batch_size):
-            chunk = items[start : start + batch_size]
-            arrays = [load_image(x) for x in chunk]
-            for x, (score, faces) in zip(chunk, self._score_frames(arrays, batch_size=batch_size)):
-                if score is None and strict_faces:
-                    raise NoFacesError(
-                        f"{describe_input(x)}: no face found (min confidence "
-                        f"{self.config.faces.min_confidence}); pass strict_faces=False to get a "
-                        "'no_face' result instead"
-                    )
-                results.append(
-                    ImageResult(
-                        fake_score=score,
-                        label=self._label(score, thr),
-                        threshold=thr,
-                        faces=faces,
-                        face_stage=self.config.faces.enabled,
-                        source=describe_input(x),
-                        model=self.provenance,
-                        uncertain_band=self.uncertain_band_for("image"),
-                    )
-                )
+        # Decoding overlaps with the face stage and the model: a background thread decodes
+        # at most one chunk ahead (a bounded producer/consumer) while this chunk is scored.
+        chunk_size = self._chunk_size(batch_size)
+        decode = (self.decode(x) for x in items)
+        decoded = prefetch(decode, maxsize=chunk_size) if len(items) > 1 else decode
+        try:
+            for start, chunk_decoded in zip(range(0, len(items), chunk_size), _chunks(decoded, chunk_size)):
+                chunk = items[start : start + chunk_size]
+                results.extend(self._image_results(chunk, chunk_decoded, thr, batch_size, strict_faces))
+        finally:
+            decoded.close()  # stops the decoding thread when scoring failed
         return results[0] if single else results
+
+    def _chunk_size(self, batch_size: int) -> int:
+        # Compiled models run full batches (static shapes), so their chunks are batches.
+        return batch_size if self._compiled else max(1, min(batch_size, _STAGE_CHUNK))
+
+    def _image_results(
+        self, chunk: list[Any], decoded: list[DecodedImage], thr: float, batch_size: int, strict_faces: bool
+    ) -> list[ImageResult]:
+        results = []
+        for x, (score, faces) in zip(chunk, self._score_images(decoded, batch_size=batch_size)):
+            if score is None and strict_faces:
+                raise NoFacesError(
+                    f"{describe_input(x)}: no face found (min confidence "
+                    f"{self.config.faces.min_confidence}); pass strict_faces=False to get a "
+                    "'no_face' result instead"
+                )
+            results.append(
+                ImageResult(
+                    fake_score=score,
+                    label=self._label(score, thr),
+                    threshold=thr,
+                    faces=faces,
+                    face_stage=self.config.faces.enabled,
+                    source=describe_input(x),
+                    model=self.provenance,
+                    uncertain_band=self.uncertain_band_for("image"),
+                )
+            )
+        return results
 
     # ------------------------------------------------------------------ videos
     def detect_video(
@@ -594,17 +690,24 @@ class Detector(PretrainedMixin):
         frames: list[FrameResult] = []
         signatures: list[np.ndarray] = []
         bar = progress_bar(len(indices), Path(str(path)).name, unit="frame", progress=progress)
+        # Stages: decode -> faces -> score, then aggregate. ffmpeg decodes in a background
+        # thread at most one chunk ahead (a bounded producer/consumer), so it works on the
+        # next frames while this chunk is scored, and about two chunks of frames are held.
+        chunk_size = self._chunk_size(batch_size)
+        decoded = prefetch(read_frames(info, indices, max_size=max_size, timeout=timeout), maxsize=chunk_size)
         try:
-            for chunk in _chunks(read_frames(info, indices, max_size=max_size, timeout=timeout), batch_size):
+            for chunk in _chunks(decoded, chunk_size):
                 idx = [i for i, _ in chunk]
                 if faces_on:  # a shot cut ends every person's track (see video/tracks.py)
                     signatures += [frame_signature(f) for _, f in chunk]
-                scored = self._score_frames([f for _, f in chunk], batch_size=batch_size, features=features)
+                images = [DecodedImage(f, (f.shape[0], f.shape[1])) for _, f in chunk]
+                scored = self._score_images(images, batch_size=batch_size, features=features)
                 for i, (score, faces) in zip(idx, scored):
                     frames.append(FrameResult(index=i, timestamp=info.timestamp(i), fake_score=score, faces=faces))
                 if bar is not None:
                     bar.update(len(chunk))
         finally:
+            decoded.close()  # stops the decoding thread (and ffmpeg) when scoring failed
             if bar is not None:
                 bar.close()
         scored_frames = [f for f in frames if f.fake_score is not None]
@@ -851,6 +954,15 @@ def check_batch_size(batch_size: Any) -> int:
     if as_int(batch_size) < 1:
         raise ConfigError(f"batch_size must be a positive integer, got {shorten(batch_size)}")
     return int(batch_size)
+
+
+def _scaled(face: Face, sx: float, sy: float) -> Face:
+    """``face`` in the pixels of the same image scaled by ``sx`` across and ``sy`` down."""
+    if sx == 1.0 and sy == 1.0:
+        return face
+    x1, y1, x2, y2 = face.box
+    points = tuple((x * sx, y * sy) for x, y in face.landmarks)
+    return Face((x1 * sx, y1 * sy, x2 * sx, y2 * sy), points, face.confidence)
 
 
 def _reduce_faces(faces: tuple[FaceResult, ...], how: str) -> float | None:

@@ -162,11 +162,11 @@ def test_decoding_runs_a_bounded_window_ahead(tmp_path: Path, det: Detector, mon
     lock = threading.Lock()
     real = _batch._decode_image
 
-    def counting(path: str, pre: object) -> np.ndarray:
+    def counting(detector: object, path: str, pre: object) -> object:
         nonlocal started
         with lock:
             started += 1
-        return real(path, pre)  # type: ignore[arg-type]
+        return real(detector, path, pre)  # type: ignore[arg-type]
 
     monkeypatch.setattr(_batch, "_decode_image", counting)
     seen = 0

@@ -115,3 +115,23 @@ def test_video_frames_under_the_limit_are_still_probed(tmp_path: Path) -> None:
     video = _huge_frame_video(tmp_path, 2000)
     info = probe_video(video)
     assert (info.width, info.height) == (2000, 2000)
+
+
+def test_large_jpegs_are_decoded_reduced_and_budgeted_at_that_size(tmp_path: Path) -> None:
+    import numpy as np
+
+    from deepfakedetect import detect_many
+    from deepfakedetect.batch import many as _batch
+
+    rng = np.random.default_rng(0)
+    photo = tmp_path / "big.jpg"
+    Image.fromarray(rng.integers(0, 256, (3000, 4000, 3), dtype=np.uint8)).save(photo, quality=90)
+    det = Detector.from_backbone("resnet18", input_size=32, device="cpu", precision="fp32")
+    resize = det.config.preprocess.resize_size
+    decoded = _batch._decode_image(det, str(photo), None)
+    assert decoded.full_size == (3000, 4000) and decoded.array.shape[0] < 3000  # reduced (Pillow draft)
+    # The budget is charged for what is decoded, not for the 12-Mpx original.
+    assert _batch._decode_cost(str(photo), (1, resize)) == 7 * decoded.array.shape[0] * decoded.array.shape[1]
+    (record,) = detect_many(det, [str(photo)], progress=False)
+    assert record["status"] == "ok"
+    assert abs(record["fake_score"] - det.detect_image(photo).fake_score) < 1e-5

@@ -23,7 +23,6 @@ from deepfakedetect import (
     ConfigError,
     DeepfakeDetectError,
     Detector,
-    ModelConfig,
     ModelLoadError,
     Trainer,
     UnknownPluginError,

@@ -446,7 +446,6 @@ def test_tampered_download_is_detected_and_removed(hub_server, tmp_path: Path) -
 def test_verification_is_remembered_but_tampering_on_disk_is_caught(
     hub_server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import deepfakedetect.models.hub as hub
 
     sha = hub_server.add_repo(REPO, model_files())
     got = resolve_model_files(REPO, cache_dir=tmp_path)

@@ -186,3 +186,53 @@ def test_export_keeps_the_training_manifest_and_loading_checks_the_plugins(
     (bad / "config.json").write_text(json.dumps(config))
     with pytest.raises(UnknownPluginError, match=r"config.json: video.sampler"):
         Detector.from_pretrained(bad, backend="onnxruntime")
+
+
+@pytest.mark.slow
+def test_the_web_service_runs_an_onnx_detector(resnet_export: tuple[Detector, Path]) -> None:
+    pytest.importorskip("starlette", reason="the [serve] extra is not installed")
+    pytest.importorskip("multipart", reason="the [serve] extra is not installed")
+    httpx = pytest.importorskip("httpx", reason="the API test needs httpx")
+    import asyncio
+    import io
+
+    from PIL import Image
+
+    from deepfakedetect.serve import create_app
+
+    torch_det, out = resnet_export
+    app = create_app(Detector.from_pretrained(out, backend="onnxruntime"))
+    image = np.random.default_rng(1).integers(0, 255, (70, 90, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, "PNG")
+
+    async def go() -> tuple[dict, dict]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+            model = (await c.get("/v1/model")).json()
+            r = await c.post("/v1/detect", files={"file": ("a.png", buf.getvalue())})
+            assert r.status_code == 200, r.text
+            return model, r.json()
+
+    model, got = asyncio.run(go())
+    assert model["backend"] == "onnxruntime" and model["explain"] is False  # the page hides Grad-CAM
+    assert "explanations" not in got or got["explanations"] == []
+    assert got["fake_score"] == pytest.approx(torch_det.detect_image(image).fake_score, abs=TOLERANCE)
+
+
+@pytest.mark.slow
+def test_cli_export_then_detect_with_onnxruntime(
+    resnet_export: tuple[Detector, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from PIL import Image
+
+    from deepfakedetect.cli import main
+
+    torch_det, _ = resnet_export
+    folder = torch_det.save_pretrained(tmp_path / "torch")
+    assert main(["export", str(folder), "--format", "onnx", "--out", str(tmp_path / "onnx")]) == 0
+    assert "model.onnx" in capsys.readouterr().out
+    image = tmp_path / "a.png"
+    Image.fromarray(np.random.default_rng(2).integers(0, 255, (60, 60, 3), dtype=np.uint8)).save(image)
+    assert main(["detect", str(image), "--model", str(tmp_path / "onnx"), "--backend", "onnxruntime", "--json"]) == 0
+    (record,) = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert record["fake_score"] == pytest.approx(torch_det.detect_image(image).fake_score, abs=TOLERANCE)

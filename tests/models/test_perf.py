@@ -9,7 +9,7 @@ from torch import nn
 
 from deepfakedetect import Detector
 from deepfakedetect.models.backbones import build_model
-from deepfakedetect.models.precision import InferenceCopy, fold_batchnorm
+from deepfakedetect.models.precision import InferenceCopy, cast_matmul_weights, fold_batchnorm
 
 CPU = torch.device("cpu")
 rng = np.random.default_rng(0)
@@ -100,6 +100,24 @@ def test_the_copy_follows_weight_changes():
     with torch.inference_mode():
         ref = det.fake_probability(det.model(det.preprocess(IMAGES))).double().numpy()
     np.testing.assert_allclose(det.score_arrays(IMAGES), ref, atol=1e-5)
+
+
+def test_weights_stored_in_the_autocast_dtype_give_the_same_outputs_under_autocast():
+    torch.manual_seed(0)
+    model = build_model("mobilenet_v2", num_outputs=2).eval()
+    per_call = InferenceCopy().get(model, torch.device("cpu"))
+    stored = InferenceCopy().get(model, torch.device("cpu"), dtype=torch.bfloat16)
+    convs = [m for m in stored.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert convs and all(m.weight.dtype == torch.bfloat16 for m in convs)
+    assert all(p.dtype == torch.float32 for m in per_call.modules() for p in m.parameters(recurse=False))
+    x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        a, b = per_call(x), stored(x)
+    # The same rounding of the same weights, once instead of at every call.
+    torch.testing.assert_close(a.float(), b.float(), rtol=0, atol=1e-6)
+    assert model.features[0][0].weight.dtype == torch.float32  # the model itself is untouched
+    m = cast_matmul_weights(nn.Sequential(nn.Linear(3, 2), nn.LayerNorm(2)), torch.bfloat16)
+    assert m[0].weight.dtype == torch.bfloat16 and m[1].weight.dtype == torch.float32
 
 
 def test_a_training_model_is_used_as_it_is():

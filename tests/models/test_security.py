@@ -62,6 +62,9 @@ def _payloads(marker: Path, probe: Path) -> dict[str, bytes]:
 def unpickle_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Record (and refuse) every attempt to unpickle; errors may be swallowed, the record stays."""
     calls: list[str] = []
+    # torch._dynamo subclasses pickle.Unpickler when it is first imported (torchvision and
+    # torch.compile import it; inference no longer does): import it before pickle is patched.
+    import torch._dynamo  # noqa: F401
 
     def refuse(name: str) -> Any:
         def inner(*args: object, **kwargs: object) -> None:
@@ -279,6 +282,9 @@ def no_building(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     import deepfakedetect.models.pretrained as pretrained
 
     calls: list[str] = []
+    # torch._dynamo subclasses pickle.Unpickler when it is first imported (torchvision and
+    # torch.compile import it; inference no longer does): import it before pickle is patched.
+    import torch._dynamo  # noqa: F401
 
     def refuse(name: str) -> Any:
         def inner(*args: object, **kwargs: object) -> None:

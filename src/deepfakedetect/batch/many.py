@@ -4,13 +4,15 @@
 listing paths, images and videos mixed, and yields one JSON-ready record per input
 in input order, as soon as it is scored. Images are decoded (and, without the face
 stage, already resized) by a small thread pool running ahead of the model through a
-bounded window, so decoding overlaps with compute and memory stays bounded whatever
-the number of files. With ``output=``, each record is appended to a JSON-lines file
+bounded window (a number of images and a byte budget), so decoding overlaps with
+compute and memory stays bounded whatever the number and size of the files; large
+JPEGs are decoded reduced, as :meth:`Detector.decode` does. With ``output=``, each record is appended to a JSON-lines file
 and flushed at once; ``resume=True`` skips the inputs already recorded there, so a
 run over 100,000 files can be stopped and continued.
 
-:func:`prefetch` is the same overlap for any iterator: a background thread that runs
-a bounded number of items ahead of the consumer.
+:func:`prefetch` (from ``deepfakedetect._utils``, re-exported here) is the same overlap
+for any iterator: a background thread that runs a bounded number of items ahead of the
+consumer.
 """
 
 from __future__ import annotations
@@ -18,28 +20,25 @@ from __future__ import annotations
 import itertools
 import logging
 import os
-import queue
-import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
 from PIL import Image
 
 from deepfakedetect._config import PreprocessConfig
 from deepfakedetect._errors import ConfigError, DeepfakeDetectError, ImageDecodeError
 from deepfakedetect._media import is_video_path
 from deepfakedetect._untrusted import open_regular, shorten
-from deepfakedetect._utils import as_int, as_number, progress_bar
+from deepfakedetect._utils import as_int, as_number, prefetch, progress_bar
 from deepfakedetect.batch.budget import DEFAULT_DECODE_BUDGET, DecodeBudget
 from deepfakedetect.batch.inputs import BatchInputs, list_inputs, read_done
 from deepfakedetect.batch.output import ResultsFile, resolved_key
-from deepfakedetect.io.images import load_image
+from deepfakedetect.io.images import DecodedImage, decoded_size
 from deepfakedetect.models.preprocess import resize_shorter_side
 from deepfakedetect.video.aggregators import get_aggregator
 from deepfakedetect.video.samplers import get_sampler
@@ -51,113 +50,45 @@ logger = logging.getLogger(__name__)
 
 __all__ = ["detect_many", "list_inputs", "prefetch", "read_done"]
 
-T = TypeVar("T")
-
-
-def prefetch(iterable: Iterable[T], maxsize: int = 2) -> Iterator[T]:
-    """Run ``iterable`` in a background thread, at most ``maxsize`` items ahead.
-
-    Decoding (which releases the GIL in Pillow, NumPy and while waiting on ffmpeg)
-    then overlaps with model compute on the consumer's side. Exceptions raised by the
-    iterable are re-raised in the consumer, at the position they happened. Closing
-    the returned generator (or leaving a ``for`` loop early) stops the thread and
-    closes the source iterator.
-
-    Args:
-        iterable: The source; consumed only by the background thread.
-        maxsize: How many items may wait, decoded, for the consumer (memory bound).
-
-    Yields:
-        The source's items, in order.
-
-    Raises:
-        ConfigError: ``maxsize`` below 1.
-
-    Example:
-        >>> list(prefetch(iter(range(5)), maxsize=2))
-        [0, 1, 2, 3, 4]
-    """
-    if not isinstance(maxsize, int) or maxsize < 1:
-        raise ConfigError(f"prefetch maxsize must be a positive integer, got {maxsize!r}")
-    return _prefetch(iter(iterable), maxsize)
-
-
-_DONE = object()
-
-
-def _prefetch(source: Iterator[T], maxsize: int) -> Iterator[T]:
-    q: queue.Queue[Any] = queue.Queue(maxsize=maxsize)
-    stop = threading.Event()
-
-    def put(item: Any) -> bool:
-        while not stop.is_set():
-            try:
-                q.put(item, timeout=0.1)
-                return True
-            except queue.Full:
-                continue
-        return False
-
-    def run() -> None:
-        try:
-            for item in source:
-                if not put((item, None)):
-                    return
-            put((_DONE, None))
-        except BaseException as e:  # handed to the consumer, who re-raises it
-            put((_DONE, e))
-        finally:
-            close = getattr(source, "close", None)
-            if close is not None and stop.is_set():
-                try:
-                    close()
-                except Exception:  # the consumer is gone; nothing to report to
-                    logger.debug("closing a prefetched iterator failed", exc_info=True)
-
-    worker = threading.Thread(target=run, name="dfd-prefetch", daemon=True)
-    worker.start()
-    try:
-        while True:
-            item, error = q.get()
-            if item is _DONE:
-                if error is not None:
-                    raise error
-                return
-            yield item
-    finally:
-        stop.set()
-        worker.join()
-
-
-def _decode_image(path: str, pre: PreprocessConfig | None) -> np.ndarray:
-    image = load_image(path)
+def _decode_image(detector: Detector, path: str, pre: PreprocessConfig | None) -> DecodedImage:
+    # Decoded as detect_image decodes (large JPEGs reduced, Detector.decode).
+    image = detector.decode(path)
+    if pre is None:
+        return image
     # Resized in the decoding threads so only small arrays wait for the model; the model's
     # own resize_and_crop then only crops, so scores equal detect_image's on the same file.
-    return image if pre is None else resize_shorter_side(image, pre)
+    return DecodedImage(resize_shorter_side(image.array, pre), image.full_size, image.source)
 
 
-def _decode_cost(path: str) -> int:
+def _decode_cost(path: str, min_sides: tuple[int, int]) -> int:
     """Peak bytes decoding ``path`` takes, from its header alone (0 when that fails: decoding says why).
 
     Pillow holds a decoded RGB image in 4 bytes a pixel and the array made from it takes
-    3 more, so 7 bytes a pixel of the stored size.
+    3 more, so 7 bytes a pixel of the size it is decoded at (a large JPEG at 1/2, 1/4 or
+    1/8 of its stored size, as :func:`~deepfakedetect.io.images.decode_image` does).
     """
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with open_regular(path) as f, Image.open(f) as img:
-                w, h = img.size
+                full_w, full_h = img.size
+                w, h = decoded_size(full_w, full_h, img.format, min_longer_side=min_sides[0], min_shorter_side=min_sides[1])
     except Exception:  # noqa: BLE001 - any failure is reported by the decoding itself
         return 0
     return 7 * w * h
 
 
-def _decode_within_budget(path: str, pre: PreprocessConfig | None, budget: DecodeBudget, ticket: int) -> np.ndarray:
+def _decode_within_budget(
+    detector: Detector, path: str, pre: PreprocessConfig | None, budget: DecodeBudget, ticket: int
+) -> DecodedImage:
     """Decode one image once the budget grants its peak cost; afterwards it holds only the array."""
-    if not budget.acquire(ticket, _decode_cost(path)):
+    cfg = detector.config
+    # The sizes Detector.decode keeps: the face detector's input, or the model's resize.
+    min_sides = (cfg.faces.detect_max_size, 1) if cfg.faces.enabled else (1, cfg.preprocess.resize_size)
+    if not budget.acquire(ticket, _decode_cost(path, min_sides)):
         raise _Abandoned(path)
     try:
-        image = _decode_image(path, pre)
+        image = _decode_image(detector, path, pre)
     except BaseException:
         budget.release(ticket)
         raise
@@ -323,7 +254,7 @@ def _run(
     pool = None
     # The window holds submitted-but-unconsumed inputs, in order: images with their
     # decoding future and budget ticket, videos with neither (detect_video decodes them).
-    window: deque[tuple[str, Future[np.ndarray] | None, int]] = deque()
+    window: deque[tuple[str, Future[DecodedImage] | None, int]] = deque()
     tickets = itertools.count()
     in_flight = 0  # images in the window
     abandoned = False
@@ -339,12 +270,12 @@ def _run(
                 window.append((path, None, -1))
             else:
                 ticket = next(tickets)
-                window.append((path, pool.submit(_decode_within_budget, path, pre, budget, ticket), ticket))
+                window.append((path, pool.submit(_decode_within_budget, detector, path, pre, budget, ticket), ticket))
                 in_flight += 1
                 if in_flight >= prefetch_size:
                     return
 
-    def wait(path: str, fut: Future[np.ndarray], ticket: int, holding: bool) -> np.ndarray | BaseException | None:
+    def wait(path: str, fut: Future[DecodedImage], ticket: int, holding: bool) -> DecodedImage | BaseException | None:
         """The decoded image or its error; ``None``: score what is held first (the budget waits for it)."""
         nonlocal abandoned
         start = time.monotonic()
@@ -386,12 +317,12 @@ def _run(
                 fill()
                 yield from emit([_score_video(detector, path, batch_size, sampler, aggregator, threshold, timeout)])
                 continue
-            batch: list[tuple[str, np.ndarray | BaseException, int]] = []
+            batch: list[tuple[str, DecodedImage | BaseException, int]] = []
             while window and len(batch) < batch_size:
                 p, f, t = window[0]
                 if f is None:
                     break
-                got = wait(p, f, t, holding=any(isinstance(x, np.ndarray) for _, x, _ in batch))
+                got = wait(p, f, t, holding=any(isinstance(x, DecodedImage) for _, x, _ in batch))
                 if got is None:
                     break
                 window.popleft()
@@ -419,14 +350,14 @@ def _run(
 
 
 def _score_images(
-    detector: Detector, batch: list[tuple[str, np.ndarray | BaseException, int]], batch_size: int,
+    detector: Detector, batch: list[tuple[str, DecodedImage | BaseException, int]], batch_size: int,
     threshold: float | None,
 ) -> list[dict[str, Any]]:
     records: list[dict[str, Any] | None] = []
-    arrays: list[np.ndarray] = []
+    arrays: list[DecodedImage] = []
     slots: list[int] = []
     for path, image, _ in batch:
-        if not isinstance(image, np.ndarray):
+        if not isinstance(image, DecodedImage):
             records.append(_error_record(path, image))
             continue
         slots.append(len(records))

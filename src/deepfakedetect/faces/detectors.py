@@ -34,7 +34,6 @@ import numpy as np
 from deepfakedetect._errors import ConfigError, InputError, ModelLoadError
 from deepfakedetect._registry import Registry
 from deepfakedetect._utils import as_int, as_number, sha256_matches
-from deepfakedetect.models.hub import download_file
 
 if TYPE_CHECKING:
     import torch
@@ -310,6 +309,9 @@ def _hub_weights(
     token: str | bool | None,
 ) -> Path:
     rev = DEFAULT_REVISION if revision is None else revision
+    # Imported here: models.hub imports huggingface_hub and httpx (about 0.3 s), needed only to download.
+    from deepfakedetect.models.hub import download_file
+
     try:
         path = download_file(
             DEFAULT_REPO_ID,

@@ -5,7 +5,7 @@ The network matches the trained weights of the MIT-licensed Pytorch_Retinaface p
 and shapes are exactly those of ``retinaface_mobilenet0.25.safetensors``. Besides the
 module this file holds what turns network outputs into faces: the priors (anchors),
 box and landmark decoding, and batched inference over frames of different sizes with
-non-maximum suppression from :mod:`torchvision.ops`.
+non-maximum suppression (:mod:`deepfakedetect.faces.nms`, equal to torchvision's).
 
 Input convention of the trained weights: BGR, float, minus the means (104, 117, 123),
 no division by 255. :func:`detect_faces` takes RGB ``uint8`` arrays and does the rest.
@@ -32,6 +32,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from deepfakedetect._errors import ConfigError, ModelLoadError
+from deepfakedetect.faces.nms import batched_nms
 from deepfakedetect.models.precision import fold_sequential_batchnorm
 
 logger = logging.getLogger(__name__)
@@ -465,9 +466,6 @@ def _detect_batch(
     min_confidence: float,
     nms_iou: float,
 ) -> list[Detections]:
-    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only when faces are detected
-    from torchvision.ops import batched_nms
-
     n, _, ph, pw = batch.shape
     device = batch.device
     loc, logits, landmark_offsets = model(batch)

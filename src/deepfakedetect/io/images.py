@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
@@ -18,7 +19,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from deepfakedetect._errors import ImageDecodeError, InputError
 from deepfakedetect._untrusted import MAX_PIXELS, NotRegularFileError, open_regular
 
-__all__ = ["ImageInput", "describe_input", "is_image_input", "load_image"]
+__all__ = ["DecodedImage", "ImageInput", "decode_image", "decoded_size", "describe_input", "is_image_input", "load_image"]
 
 # What detect_image accepts for one image. torch tensors are accepted too (checked by
 # duck typing so that this module does not import torch).
@@ -33,6 +34,8 @@ def describe_input(x: Any) -> str:
     """A short description of an input for error messages."""
     if isinstance(x, (str, os.PathLike)):
         return str(x)
+    if isinstance(x, DecodedImage):
+        return str(x.source) if x.source is not None else describe_input(x.array)
     if isinstance(x, Image.Image):
         return f"PIL image {x.mode} {x.size[0]}x{x.size[1]}"
     shape = getattr(x, "shape", None)
@@ -43,7 +46,7 @@ def describe_input(x: Any) -> str:
 
 def is_image_input(x: Any) -> bool:
     """Whether ``x`` is one image (as opposed to a list of them)."""
-    return isinstance(x, (str, os.PathLike, Image.Image, np.ndarray)) or _is_tensor(x)
+    return isinstance(x, (str, os.PathLike, Image.Image, np.ndarray, DecodedImage)) or _is_tensor(x)
 
 
 def _is_tensor(x: Any) -> bool:
@@ -72,8 +75,10 @@ def load_image(x: ImageInput, *, max_pixels: int | None = None) -> np.ndarray:
         >>> load_image(np.zeros((4, 5), dtype=np.uint8)).shape
         (4, 5, 3)
     """
+    if isinstance(x, DecodedImage):
+        return x.array
     if isinstance(x, (str, os.PathLike)):
-        return _load_file(Path(x), max_pixels=max_pixels)
+        return _load_file(Path(x), max_pixels=max_pixels)[0]
     if isinstance(x, Image.Image):
         return _pil_image_to_rgb(x)
     if isinstance(x, np.ndarray):
@@ -119,7 +124,136 @@ def _pil_image_to_rgb(img: Image.Image) -> np.ndarray:
         raise ImageDecodeError(f"{name}: cannot read its pixels: {why} ({type(e).__name__}: {e})") from e
 
 
-def _load_file(path: Path, *, max_pixels: int | None) -> np.ndarray:
+@dataclass(frozen=True)
+class DecodedImage:
+    """An image decoded for scoring, possibly at a reduced size.
+
+    Large JPEGs are decoded at 1/2, 1/4 or 1/8 of their size when that is all a step
+    needs (Pillow's ``draft``: the JPEG decoder scales in the DCT domain, several times
+    faster than decoding in full and resizing). :func:`decode_image` makes these.
+
+    Attributes:
+        array: RGB ``uint8`` array ``(H, W, 3)``, upright (EXIF orientation applied).
+        full_size: ``(height, width)`` of the whole image at full resolution, upright.
+        source: The file it was decoded from, or ``None`` (arrays, PIL images, tensors).
+
+    Example:
+        >>> img = DecodedImage(np.zeros((30, 40, 3), np.uint8), (120, 160))
+        >>> img.reduced, img.scale
+        (True, (4.0, 4.0))
+    """
+
+    array: np.ndarray
+    full_size: tuple[int, int]
+    source: Path | None = None
+
+    @property
+    def reduced(self) -> bool:
+        """Whether ``array`` is smaller than the full-resolution image."""
+        return tuple(self.array.shape[:2]) != tuple(self.full_size)
+
+    @property
+    def scale(self) -> tuple[float, float]:
+        """Full-resolution pixels per ``array`` pixel, ``(x, y)``."""
+        h, w = self.array.shape[:2]
+        return self.full_size[1] / w, self.full_size[0] / h
+
+    @property
+    def nbytes(self) -> int:
+        """Memory the pixels take."""
+        return int(self.array.nbytes)
+
+
+def _draft_scale(width: int, height: int, min_longer: int, min_shorter: int) -> int:
+    """The largest JPEG reduction (8, 4, 2; 1: none) whose decode keeps both minimums."""
+    for k in (8, 4, 2):
+        w, h = -(-width // k), -(-height // k)  # what the decoder produces at 1/k: sides rounded up
+        if max(w, h) >= min_longer and min(w, h) >= min_shorter:
+            return k
+    return 1
+
+
+def _draft_size(width: int, height: int, min_longer: int, min_shorter: int) -> tuple[int, int] | None:
+    """The size to ask ``draft`` for: the largest JPEG reduction (1/2, 1/4, 1/8) that keeps both minimums."""
+    k = _draft_scale(width, height, min_longer, min_shorter)
+    # draft picks the reduction from these (full // asked >= k)
+    return None if k == 1 else (width // k, height // k)
+
+
+def decoded_size(
+    width: int, height: int, image_format: str | None, *, min_longer_side: int = 1, min_shorter_side: int = 1
+) -> tuple[int, int]:
+    """The ``(width, height)`` :func:`decode_image` decodes a file of this size and format at.
+
+    For callers that must know a decode's cost before it happens (the batch window's
+    byte budget reads it from the file's header).
+
+    Example:
+        >>> decoded_size(4000, 3000, "JPEG", min_longer_side=640)
+        (1000, 750)
+        >>> decoded_size(4000, 3000, "PNG", min_longer_side=640)
+        (4000, 3000)
+    """
+    if image_format != "JPEG":
+        return width, height
+    k = _draft_scale(width, height, min_longer_side, min_shorter_side)
+    return -(-width // k), -(-height // k)
+
+
+def decode_image(
+    x: ImageInput,
+    *,
+    min_longer_side: int | None = None,
+    min_shorter_side: int | None = None,
+    max_pixels: int | None = None,
+) -> DecodedImage:
+    """Decode an image, at a reduced size where the file allows it and the minimums are kept.
+
+    A JPEG file is decoded at the smallest of 1/8, 1/4, 1/2 or full size whose longer side
+    is at least ``min_longer_side`` and shorter side at least ``min_shorter_side``. Other
+    formats, and inputs that are not files, come at full size. Everything else is as
+    :func:`load_image` (the same checks, errors and conversions).
+
+    Args:
+        x: A path, PIL image, array or tensor.
+        min_longer_side: Smallest longer side the caller needs (``None``: no reduction on this account).
+        min_shorter_side: Smallest shorter side the caller needs.
+        max_pixels: As in :func:`load_image` (the full-resolution size counts).
+
+    Returns:
+        A :class:`DecodedImage`.
+
+    Raises:
+        ImageDecodeError: as :func:`load_image`.
+
+    Example:
+        >>> import tempfile
+        >>> from PIL import Image
+        >>> f = Path(tempfile.mkdtemp()) / "big.jpg"
+        >>> Image.new("RGB", (4000, 3000)).save(f)
+        >>> img = decode_image(f, min_longer_side=640)  # decoded at 1/4: 1000 >= 640 > 500
+        >>> img.array.shape, img.full_size
+        ((750, 1000, 3), (3000, 4000))
+    """
+    if isinstance(x, DecodedImage):
+        return x
+    if (min_longer_side is None and min_shorter_side is None) or not isinstance(x, (str, os.PathLike)):
+        arr = load_image(x, max_pixels=max_pixels)
+        source = Path(x) if isinstance(x, (str, os.PathLike)) else None
+        return DecodedImage(arr, (arr.shape[0], arr.shape[1]), source)
+    path = Path(x)
+    arr, full = _load_file(path, max_pixels=max_pixels, reduce=(min_longer_side or 1, min_shorter_side or 1))
+    return DecodedImage(arr, full, path)
+
+
+def _load_file(
+    path: Path, *, max_pixels: int | None, reduce: tuple[int, int] | None = None
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """The upright RGB array and the full-resolution upright ``(height, width)``.
+
+    ``reduce`` is ``(min_longer_side, min_shorter_side)``: a JPEG is then decoded at the
+    largest reduction that keeps both (see :func:`decode_image`).
+    """
     limit = max_pixels or min(_DEFAULT_MAX_PIXELS, Image.MAX_IMAGE_PIXELS or _DEFAULT_MAX_PIXELS)
     try:
         # Never blocks: a FIFO, device or folder is refused before anything is read.
@@ -136,10 +270,12 @@ def _load_file(path: Path, *, max_pixels: int | None) -> np.ndarray:
     except OSError as e:
         raise ImageDecodeError(f"{path}: cannot open the file ({e.strerror or e})") from e
     with f:
-        return _decode_open_file(f, path, limit)
+        return _decode_open_file(f, path, limit, reduce)
 
 
-def _decode_open_file(f: Any, path: Path, limit: int) -> np.ndarray:
+def _decode_open_file(
+    f: Any, path: Path, limit: int, reduce: tuple[int, int] | None
+) -> tuple[np.ndarray, tuple[int, int]]:
     if os.fstat(f.fileno()).st_size == 0:
         raise ImageDecodeError(f"{path}: the file is empty (0 bytes)")
     try:
@@ -154,8 +290,16 @@ def _decode_open_file(f: Any, path: Path, limit: int) -> np.ndarray:
                         "(a possible decompression bomb); downscale the image first, or pass "
                         "max_pixels= if you trust it"
                     )
+                if reduce is not None and img.format == "JPEG":
+                    asked = _draft_size(w, h, *reduce)
+                    if asked is not None:
+                        img.draft(None, asked)
+                stored = img.size  # after draft: the size the decoder will produce
                 img.load()
-                return _pil_to_rgb(img, name=str(path))
+                arr = _pil_to_rgb(img, name=str(path))
+                # EXIF orientation may have turned the image a quarter: the full size turns with it.
+                turned = stored[0] != stored[1] and (arr.shape[1], arr.shape[0]) == (stored[1], stored[0])
+                return arr, ((w, h) if turned else (h, w))
     except ImageDecodeError:
         raise
     except UnidentifiedImageError as e:

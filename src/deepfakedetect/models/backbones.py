@@ -1,16 +1,22 @@
-"""Building classification backbones from torchvision with a deepfake head."""
+"""Building classification backbones with a deepfake head.
+
+The ResNets and MobileNetV2 are built from :mod:`deepfakedetect.models.nets` (torchvision's
+networks restated, same keys), so scoring with them never imports torchvision; other
+backbones, and torchvision's pretrained weights, come from torchvision.
+"""
 
 from __future__ import annotations
 
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
 
 from deepfakedetect._errors import ConfigError, ModelLoadError
+from deepfakedetect.models.nets import build_known
 from deepfakedetect.models.weights import load_safetensors
 
 logger = logging.getLogger(__name__)
@@ -27,7 +33,7 @@ def list_backbones() -> list[str]:
         >>> "resnet50" in list_backbones()
         True
     """
-    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only when a backbone is built
+    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only to list its models
     import torchvision
 
     return sorted(torchvision.models.list_models(module=torchvision.models))
@@ -124,6 +130,10 @@ def build_model(
 ) -> nn.Module:
     """Build a torchvision backbone with a fresh ``num_outputs`` head.
 
+    ResNets, ResNeXts, wide ResNets and MobileNetV2 come from
+    :mod:`deepfakedetect.models.nets` (same keys, initialisation and outputs as
+    torchvision's, without importing it) unless torchvision weights are asked for.
+
     Args:
         backbone: A torchvision classification model name (``"resnet50"``).
         num_outputs: 1 (one logit) or 2 (two classes).
@@ -142,18 +152,8 @@ def build_model(
         >>> m.fc.out_features
         2
     """
-    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only when a backbone is built
-    import torchvision
-
     if num_outputs not in (1, _MAX_CLASSES):
         raise ConfigError(f"num_outputs must be 1 or 2, got {num_outputs!r}")
-    known = list_backbones()
-    if backbone not in known:
-        close = [n for n in known if backbone.lower()[:4] in n][:8]
-        raise ConfigError(
-            f"unknown backbone {backbone!r}; torchvision classification models include "
-            f"{', '.join(close or known[:12])} (see deepfakedetect.list_backbones())"
-        )
     kwargs = dict(backbone_kwargs or {})
     tv_weights = None
     weights_path: Path | None = None
@@ -163,6 +163,30 @@ def build_model(
             weights_path = as_path
         else:
             tv_weights = _torchvision_weights(backbone, str(weights))
+    model = None
+    if tv_weights is None:
+        try:
+            model = build_known(backbone, **kwargs)
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"bad backbone_kwargs for {backbone}: {e}") from e
+    if model is None:
+        model = _torchvision_model(backbone, tv_weights, kwargs)
+    if weights_path is not None:
+        load_backbone_weights(model, weights_path)
+    return replace_head(model, num_outputs)
+
+
+def _torchvision_model(backbone: str, tv_weights: Any, kwargs: dict[str, Any]) -> nn.Module:
+    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only for backbones not in models.nets
+    import torchvision
+
+    known = list_backbones()
+    if backbone not in known:
+        close = [n for n in known if backbone.lower()[:4] in n][:8]
+        raise ConfigError(
+            f"unknown backbone {backbone!r}; torchvision classification models include "
+            f"{', '.join(close or known[:12])} (see deepfakedetect.list_backbones())"
+        )
     try:
         model = torchvision.models.get_model(backbone, weights=tv_weights, **kwargs)
     except TypeError as e:
@@ -178,13 +202,11 @@ def build_model(
                 "connection, or pass weights=None or a local .safetensors file"
             ) from e
         raise
-    if weights_path is not None:
-        load_backbone_weights(model, weights_path)
-    return replace_head(model, num_outputs)
+    return cast(nn.Module, model)
 
 
 def _torchvision_weights(backbone: str, name: str) -> Any:
-    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only when a backbone is built
+    # torchvision costs about 1 s to import (it pulls in torch._dynamo): only for its pretrained weights
     import torchvision
 
     try:

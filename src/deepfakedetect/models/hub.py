@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,15 +43,13 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id  # type: i
 
 from deepfakedetect._config import CONFIG_NAME, README_NAME, WEIGHTS_NAME
 from deepfakedetect._errors import ConfigError, ModelLoadError
-from deepfakedetect._untrusted import NotRegularFileError, check_regular
 from deepfakedetect._utils import file_stamp, sha256_matches
+from deepfakedetect.models.files import ModelFiles, local_model_files, pickle_message
 from deepfakedetect.models.hub_errors import (
-    PICKLE_SUFFIXES,
     HubContext,
     download_error,
     is_hub_error,
     offline_miss,
-    pickle_message,
     remote_pickles,
     upload_error,
 )
@@ -76,29 +73,6 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _COMMIT_SHA = re.compile(r"[0-9a-f]{40}")
 _OFFLINE_VALUES = {"1", "ON", "YES", "TRUE"}
 _VERIFIED_DIR = ".deepfakedetect-verified"  # inside a repo's cache folder; ignored by huggingface_hub
-
-
-@dataclass(frozen=True)
-class ModelFiles:
-    """The two files a model is loaded from, and where they came from.
-
-    Attributes:
-        config: Path of ``config.json``.
-        weights: Path of ``model.safetensors``.
-        source: The repo id or the folder, as the caller gave it.
-        revision: The commit sha both files were taken from for a Hub repo; ``None`` for a folder.
-
-    Example:
-        >>> from pathlib import Path
-        >>> files = ModelFiles(Path("m/config.json"), Path("m/model.safetensors"), "m", None)
-        >>> files.weights.name
-        'model.safetensors'
-    """
-
-    config: Path
-    weights: Path
-    source: str
-    revision: str | None
 
 
 def resolve_model_files(
@@ -146,21 +120,11 @@ def resolve_model_files(
         >>> files.weights.name, files.revision
         ('model.safetensors', None)
     """
-    given = os.fspath(repo_id_or_dir)
-    is_pathlike = not isinstance(repo_id_or_dir, str) or _looks_like_path(given)
-    folder = Path(given).expanduser()
-    if folder.is_dir():
-        if revision is not None:
-            logger.warning("revision=%r is ignored: %s is a local folder", revision, folder)
-        return _folder_files(folder, source=given)
-    if is_pathlike or folder.exists():
-        what = "is a file, not a model folder" if folder.exists() else "does not exist"
-        raise ModelLoadError(
-            f"model folder {given!r} {what}: pass a folder holding {CONFIG_NAME} and {WEIGHTS_NAME} "
-            "(as written by Detector.save_pretrained), or a Hub repo id such as 'org/name'"
-        )
+    local = local_model_files(repo_id_or_dir, revision=revision)
+    if local is not None:
+        return local
     return _hub_files(
-        given,
+        os.fspath(repo_id_or_dir),
         revision=revision,
         cache_dir=cache_dir,
         local_files_only=local_files_only,
@@ -290,43 +254,6 @@ def upload_model_folder(
 
 
 # -- local folders -------------------------------------------------------------------
-
-
-def _looks_like_path(text: str) -> bool:
-    # Hub repo ids are "name" or "namespace/name" made of word characters, '-' and '.',
-    # never starting with '.', so anything else cannot be one.
-    return (
-        text.startswith((".", "/", "~"))
-        or text.endswith("/")
-        or text.count("/") > 1
-        or "\\" in text
-        or ":" in text
-    )
-
-
-def _folder_files(folder: Path, *, source: str) -> ModelFiles:
-    config, weights = folder / CONFIG_NAME, folder / WEIGHTS_NAME
-    for path in (config, weights):
-        try:
-            check_regular(path)
-        except NotRegularFileError as e:  # a FIFO would block the read; a device would never end
-            raise ModelLoadError(f"{path} is {e.kind}, not a regular file; a model folder holds regular files") from None
-        except OSError:
-            pass  # missing: said below, with what a model folder holds
-    if not weights.is_file():
-        pickles = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLE_SUFFIXES)
-        if pickles:
-            raise ModelLoadError(pickle_message(f"model folder {folder}", pickles))
-        raise ModelLoadError(
-            f"model folder {folder} has no {WEIGHTS_NAME}: a model folder holds {CONFIG_NAME}, "
-            f"{WEIGHTS_NAME} and {README_NAME}, as written by Detector.save_pretrained"
-        )
-    if not config.is_file():
-        raise ModelLoadError(
-            f"model folder {folder} has no {CONFIG_NAME}: a model folder holds {CONFIG_NAME}, "
-            f"{WEIGHTS_NAME} and {README_NAME}, as written by Detector.save_pretrained"
-        )
-    return ModelFiles(config=config, weights=weights, source=source, revision=None)
 
 
 # -- the Hub ------------------------------------------------------------------------

@@ -24,19 +24,13 @@ from huggingface_hub.errors import (
 
 from deepfakedetect._config import CONFIG_NAME, README_NAME, WEIGHTS_NAME
 from deepfakedetect._errors import ModelLoadError
+from deepfakedetect.models.files import PICKLE_SUFFIXES, pickle_message
 
 logger = logging.getLogger(__name__)
 
 # Suffixes of checkpoints that are (or usually are) pickles; never opened, only named in errors.
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
 # The HTTP stacks huggingface_hub has used (requests, then httpx, now httpx2): their errors are network errors.
 NETWORK_MODULES = frozenset({"httpx", "httpx2", "httpcore", "httpcore2", "h11", "requests", "urllib3"})
-CONVERT_HINT = (
-    "Convert it once, on a machine you trust and from a source you trust, with: "
-    "python -c \"import torch; from safetensors.torch import save_file; "
-    "sd = torch.load('pytorch_model.bin', map_location='cpu', weights_only=True); "
-    "save_file({k: v.contiguous() for k, v in sd.items()}, 'model.safetensors')\""
-)
 
 
 @dataclass(frozen=True)
@@ -154,10 +148,4 @@ def upload_error(error: BaseException, repo_id: str, endpoint: str) -> ModelLoad
         f"could not upload to Hub repo {repo_id!r} at {endpoint} ({type(error).__name__}: {error}): {hint}"
     )
 
-
-def pickle_message(where: str, pickles: list[str]) -> str:
-    return (
-        f"{where} has no {WEIGHTS_NAME}, only {', '.join(pickles)}: pickle checkpoints are refused "
-        f"because loading one can run arbitrary code, and it was not opened. {CONVERT_HINT}"
-    )
 

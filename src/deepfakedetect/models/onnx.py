@@ -34,7 +34,6 @@ from torch import nn
 
 from deepfakedetect._config import CONFIG_NAME, ModelConfig
 from deepfakedetect._errors import ConfigError, ModelLoadError
-from deepfakedetect.models.hub import download_file
 
 logger = logging.getLogger(__name__)
 
@@ -120,6 +119,10 @@ def resolve_onnx_files(
             f"model folder {given!r} does not exist: pass a folder written by Detector.export_onnx, "
             "or a Hub repo id such as 'org/name'"
         )
+    # models.hub imports huggingface_hub (about 0.3 s, more on a busy machine): only for Hub repos,
+    # so that every Detector (whose module imports this one) does not pay for it.
+    from deepfakedetect.models.hub import download_file
+
     options: dict[str, Any] = {
         "cache_dir": cache_dir, "local_files_only": local_files_only, "token": token, "force_download": force_download,
     }

@@ -22,6 +22,7 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "PRECISIONS",
     "InferenceCopy",
+    "cast_matmul_weights",
     "cpu_has_fast_bf16",
     "fold_batchnorm",
     "fold_sequential_batchnorm",
@@ -174,6 +175,27 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
         return fold_sequential_batchnorm(model)
 
 
+def cast_matmul_weights(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Store the weights and biases of convolutions and linear layers in ``dtype``, in place.
+
+    Under autocast these are the layers that run in ``dtype``, and autocast casts
+    their fp32 weights again at every call (a copy of every weight per forward pass:
+    about a fifth of MobileNetV2's CPU time at small batches). Cast once here, the
+    outputs under autocast are the same, bit for bit (the same rounding, done once),
+    and the casts are gone. Other parameters (normalisation layers not folded away)
+    stay in fp32. Returns ``model``.
+
+    Example:
+        >>> m = cast_matmul_weights(nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU()), torch.bfloat16)
+        >>> m[0].weight.dtype
+        torch.bfloat16
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.modules.conv._ConvNd, nn.Linear)):
+            module.to(dtype)
+    return model
+
+
 class InferenceCopy:
     """The network as inference runs it, rebuilt whenever the original's weights change.
 
@@ -199,25 +221,32 @@ class InferenceCopy:
         self._lock = threading.Lock()
 
     @staticmethod
-    def _fingerprint(model: nn.Module, device: torch.device, compiled: bool) -> Hashable:
+    def _fingerprint(model: nn.Module, device: torch.device, compiled: bool, dtype: torch.dtype | None) -> Hashable:
         tensors = itertools.chain(model.parameters(), model.buffers())
-        return id(model), str(device), compiled, tuple((id(t), t.data_ptr(), t._version) for t in tensors)
+        return id(model), str(device), compiled, dtype, tuple((id(t), t.data_ptr(), t._version) for t in tensors)
 
-    def get(self, model: nn.Module, device: torch.device, *, compiled: bool = False) -> nn.Module:
+    def get(
+        self, model: nn.Module, device: torch.device, *, compiled: bool = False, dtype: torch.dtype | None = None
+    ) -> nn.Module:
         """The folded eval copy of ``model`` on ``device`` (``model`` itself while it is training).
 
-        With ``compiled``, the copy is wrapped in ``torch.compile`` (inductor, with its
-        weights frozen into the compiled code, static shapes); compilation happens on
-        the first call of the returned module.
+        With ``dtype`` (the autocast dtype the copy will run under), the weights of its
+        convolutions and linear layers are stored in that dtype
+        (:func:`cast_matmul_weights`): the same outputs under autocast, without
+        casting every weight at every call. With ``compiled``, the copy is wrapped in
+        ``torch.compile`` (inductor, with its weights frozen into the compiled code,
+        static shapes); compilation happens on the first call of the returned module.
         """
         if model.training:
             return model
         with self._lock:
-            key = self._fingerprint(model, device, compiled)
+            key = self._fingerprint(model, device, compiled, dtype)
             if self._copy is None or key != self._key:
                 folded = fold_batchnorm(model).to(device).requires_grad_(False)
                 if device.type == "cpu":
                     folded = folded.to(memory_format=torch.channels_last)
+                if dtype is not None and not compiled:
+                    folded = cast_matmul_weights(folded, dtype)
                 if compiled:
                     folded = cast(nn.Module, torch.compile(folded, dynamic=False, options={"freezing": True}))
                 self._copy, self._key = folded, key

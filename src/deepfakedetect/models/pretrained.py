@@ -31,7 +31,7 @@ from deepfakedetect._utils import atomic_write
 from deepfakedetect._version import __version__
 from deepfakedetect.models.backbones import build_model, build_model_from_state
 from deepfakedetect.models.card import render_model_card
-from deepfakedetect.models.hub import resolve_model_files, upload_model_folder
+from deepfakedetect.models.files import local_model_files
 from deepfakedetect.models.manifest import MANIFEST_NAME, TrainingManifest
 from deepfakedetect.models.onnx import OnnxClassifier, check_backend, resolve_onnx_files
 from deepfakedetect.models.temporal import load_temporal, save_temporal
@@ -215,14 +215,19 @@ class PretrainedMixin:
             onnx_detector.training_manifest = TrainingManifest.load(onnx_manifest) if onnx_manifest.is_file() else None
             onnx_detector._hub_options = {"cache_dir": cache_dir, "local_files_only": local_files_only, "token": token}
             return onnx_detector
-        files = resolve_model_files(
-            repo_id_or_dir,
-            revision=revision,
-            cache_dir=cache_dir,
-            local_files_only=local_files_only,
-            token=token,
-            force_download=force_download,
-        )
+        files = local_model_files(repo_id_or_dir, revision=revision)
+        if files is None:
+            # models.hub imports huggingface_hub and httpx (about 0.3 s): only for Hub repos.
+            from deepfakedetect.models.hub import resolve_model_files
+
+            files = resolve_model_files(
+                repo_id_or_dir,
+                revision=revision,
+                cache_dir=cache_dir,
+                local_files_only=local_files_only,
+                token=token,
+                force_download=force_download,
+            )
         config = ModelConfig.load(files.config)
         cls.check_plugins(config, source=str(files.config))
         state = load_safetensors(files.weights)
@@ -350,6 +355,9 @@ class PretrainedMixin:
             >>> Detector.from_backbone("resnet18").push_to_hub("me/my-detector")  # doctest: +SKIP
         """
         self._need_torch_weights("push_to_hub")
+        # models.hub imports huggingface_hub and httpx: only when uploading.
+        from deepfakedetect.models.hub import upload_model_folder
+
         with tempfile.TemporaryDirectory(prefix="deepfakedetect-push-") as tmp:
             self.save_pretrained(tmp, dtype=dtype, model_card=model_card)
             return upload_model_folder(

@@ -1,0 +1,84 @@
+"""detect_video decodes frames in a bounded background thread while it scores."""
+
+import subprocess
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from deepfakedetect import Detector
+from deepfakedetect import detector as detector_module
+from deepfakedetect.io.video import probe_video, read_frames
+
+
+def _make_video(path: Path, frames: int = 30) -> Path:
+    import imageio_ffmpeg
+
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi",
+            "-i", f"testsrc=size=96x80:rate=10:duration={frames / 10}",
+            "-c:v", "libx264", "-pix_fmt", "yuv420p", str(path),
+        ],
+        check=True,
+        timeout=60,
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def det() -> Detector:
+    torch.manual_seed(0)
+    return Detector.from_backbone("resnet18", input_size=32, device="cpu", precision="fp32")
+
+
+@pytest.fixture(scope="module")
+def video(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _make_video(tmp_path_factory.mktemp("overlap") / "clip.mp4")
+
+
+def _spy_read_frames(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    seen: dict[str, object] = {"threads": set(), "closed": threading.Event()}
+
+    def spying(*args, **kwargs):
+        try:
+            for item in read_frames(*args, **kwargs):
+                seen["threads"].add(threading.current_thread().name)  # type: ignore[union-attr]
+                yield item
+        finally:
+            seen["closed"].set()  # type: ignore[union-attr]
+
+    monkeypatch.setattr(detector_module, "read_frames", spying)
+    return seen
+
+
+def test_frames_decoded_in_a_background_thread_score_as_decoded_in_line(det, video, monkeypatch):
+    seen = _spy_read_frames(monkeypatch)
+    result = det.detect_video(video, sampler=lambda info: range(0, 30, 2), batch_size=4, progress=False)
+    assert seen["threads"] == {"dfd-prefetch"}
+    info = probe_video(video)
+    frames = list(read_frames(info, list(range(0, 30, 2)), max_size=2 * det.config.preprocess.resize_size))
+    expected = det.score_arrays([f for _, f in frames])
+    assert [f.index for f in result.frames] == list(range(0, 30, 2))
+    np.testing.assert_allclose([f.fake_score for f in result.frames], expected, atol=1e-5)
+
+
+def test_a_scoring_failure_stops_the_decoding_thread(det, video, monkeypatch):
+    seen = _spy_read_frames(monkeypatch)
+    calls = 0
+    real = det.score_arrays
+
+    def failing(images, **kw):
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise RuntimeError("scoring broke")
+        return real(images, **kw)
+
+    monkeypatch.setattr(det, "score_arrays", failing)
+    with pytest.raises(RuntimeError, match="scoring broke"):
+        det.detect_video(video, sampler=lambda info: range(30), batch_size=4, progress=False)
+    assert seen["closed"].wait(5.0)  # type: ignore[union-attr]
+    assert not any(t.name == "dfd-prefetch" and t.is_alive() for t in threading.enumerate())
