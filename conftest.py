@@ -25,8 +25,8 @@ _FILES = {
 
 @pytest.fixture(autouse=True)
 def _doctest_media(request: pytest.FixtureRequest) -> None:
-    # Other tests get nothing from this fixture, not even tmp_path or monkeypatch: those are
-    # requested below, for doctests only, so that no test's fixture order changes.
+    # tmp_path and monkeypatch are requested only for doctests that need them: an autouse
+    # monkeypatch would be torn down around every test, before the test's own fixtures.
     dtest = getattr(request.node, "dtest", None)  # only doctests
     if dtest is None:
         return
@@ -38,7 +38,7 @@ def _doctest_media(request: pytest.FixtureRequest) -> None:
     if missing:
         pytest.skip(f"shared data not found at {_SHARED} (set DEEPFAKEDETECT_SHARED to its path)")
     tmp_path: Path = request.getfixturevalue("tmp_path")
+    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
     for name in wanted:
         (tmp_path / name).symlink_to(_SHARED / _FILES[name])
-    monkeypatch: pytest.MonkeyPatch = request.getfixturevalue("monkeypatch")
     monkeypatch.chdir(tmp_path)

@@ -7,7 +7,7 @@ Conventions used everywhere in this module:
 - a sample is predicted fake when ``score >= threshold``.
 
 Results were checked against brute-force and hand-computed references (see
-``tests/test_metrics.py``); no scikit-learn is needed.
+``tests/core/test_metrics.py``); no scikit-learn is needed.
 """
 
 from __future__ import annotations

@@ -26,8 +26,8 @@ The assignment uses :func:`scipy.optimize.linear_sum_assignment` (install
 SciPy, pairs are taken greedily, cheapest first, which gives the same tracks unless two
 faces compete for one track (crowded scenes, people crossing); a warning says so once per
 process, the first time it could matter. On the 56 FaceForensics++ videos of the shared data
-(129 samplings of 32 frames, 20 of them with a frame of two or more faces) the two give
-the same tracks.
+(32 sampled frames each; 8 of them have a frame with two or more faces) the two give the
+same tracks.
 """
 
 from __future__ import annotations
