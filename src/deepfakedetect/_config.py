@@ -188,7 +188,12 @@ class FaceConfig:
         for name in ("enabled", "square", "align"):
             value = getattr(self, name)
             _check(isinstance(value, bool), f"faces.{name} must be true or false, got {shorten(value)}")
-        _check_name(self.detector, "faces.detector")
+        _check(
+            isinstance(self.detector, str),
+            f"faces.detector must be a face detector's name or spec such as 'retinaface:max_size=640', "
+            f"got {shorten(self.detector)}",
+        )
+        check_plugin_spec(self.detector, "faces.detector")
         _check(
             _is_number(self.min_confidence) and 0.0 <= self.min_confidence <= 1.0,
             f"faces.min_confidence must be in [0, 1], got {shorten(self.min_confidence)}",

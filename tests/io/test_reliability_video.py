@@ -192,12 +192,24 @@ def test_playlists_and_concat_scripts_cannot_pull_in_other_local_files(
 
 
 @needs_proc
-def test_detect_video_on_a_fifo_nobody_writes_to_times_out(detector: Detector, tmp_path: Path) -> None:
+def test_detect_video_on_a_fifo_is_refused_at_once(detector: Detector, tmp_path: Path) -> None:
+    fifo = tmp_path / "stall.mp4"
+    os.mkfifo(fifo)
+    t0 = time.monotonic()
+    with pytest.raises(VideoDecodeError, match="FIFO"):
+        detector.detect_video(fifo, timeout=30, progress=False)
+    assert time.monotonic() - t0 < 10
+    assert children() == []
+
+
+@needs_proc
+def test_detect_video_on_a_fifo_url_nobody_writes_to_times_out(detector: Detector, tmp_path: Path) -> None:
+    # A stream the caller chose to trust (allow_urls) still gets the timeout.
     fifo = tmp_path / "stall.mp4"
     os.mkfifo(fifo)
     t0 = time.monotonic()
     with pytest.raises(VideoDecodeError, match="timed out|stalled"):
-        detector.detect_video(fifo, timeout=0.5, progress=False)
+        detector.detect_video(f"file:{fifo}", timeout=0.5, progress=False, allow_urls=True)
     assert time.monotonic() - t0 < 10
     assert children() == []
 
@@ -239,7 +251,7 @@ def test_a_pipe_that_stalls_half_way_times_out_and_leaves_no_ffmpeg(
     try:
         t0 = time.monotonic()
         with pytest.raises(VideoDecodeError, match="timed out|stalled"):
-            detector.detect_video(fifo, timeout=1.0, progress=False)
+            detector.detect_video(f"file:{fifo}", timeout=1.0, progress=False, allow_urls=True)
         assert time.monotonic() - t0 < 10
         assert children() == []
     finally:

@@ -443,8 +443,10 @@ def test_stalled_probe_times_out_and_leaves_no_child(tmp_path: Path) -> None:
     fifo = tmp_path / "stall.mp4"
     os.mkfifo(fifo)
     t0 = time.monotonic()
-    with pytest.raises(VideoDecodeError, match="timed out"):
-        probe_video(fifo, timeout=0.5)
+    with pytest.raises(VideoDecodeError, match="FIFO"):  # a plain path: refused before ffprobe runs
+        probe_video(fifo, timeout=30)
+    with pytest.raises(VideoDecodeError, match="timed out"):  # a trusted stream: the timeout
+        probe_video(f"file:{fifo}", timeout=0.5, allow_urls=True)
     assert time.monotonic() - t0 < 10
     assert children() == []
 
