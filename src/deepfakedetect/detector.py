@@ -384,24 +384,30 @@ class Detector(PretrainedMixin):
                 )
             return self._face_stage
 
-    def extract_faces(self, images: Sequence[np.ndarray]) -> list[list[tuple[Face, np.ndarray]]]:
+    def extract_faces(self, images: Sequence[np.ndarray | DecodedImage]) -> list[list[tuple[Face, np.ndarray]]]:
         """Find, select and crop faces exactly as scoring does, by the config's face settings.
 
         Works whether or not the face stage is enabled (the Trainer uses it to crop
         training images the way inference will).
 
         Args:
-            images: RGB uint8 arrays (H, W, 3).
+            images: RGB uint8 arrays (H, W, 3), cropped as they are; or images from
+                :meth:`decode`, cropped as ``detect_image`` crops them (faces found on the
+                reduced image, crops cut from a larger decode where the face needs it).
 
         Returns:
-            Per image, ``(face, crop)`` pairs, largest face first.
+            Per image, ``(face, crop)`` pairs, largest face first (boxes in
+            full-resolution pixels).
 
         Example:
             >>> det = Detector.from_backbone("resnet18", faces=True)
             >>> det.extract_faces([np.zeros((64, 64, 3), np.uint8)])  # doctest: +SKIP
             [[]]
         """
-        return self._get_face_stage()(images)
+        arrays = [im for im in images if not isinstance(im, DecodedImage)]
+        if len(arrays) < len(images):
+            return self._find_faces([self.decode(im) for im in images])
+        return self._get_face_stage()(arrays)
 
     def decode(self, image: Any) -> DecodedImage:
         """Decode one input at the size scoring needs: large JPEGs at a reduced size.

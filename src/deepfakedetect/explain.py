@@ -36,7 +36,7 @@ from torch import nn
 
 from deepfakedetect._config import PreprocessConfig
 from deepfakedetect._errors import ConfigError, InputError, NoFacesError
-from deepfakedetect.io.images import describe_input, load_image
+from deepfakedetect.io.images import DecodedImage, describe_input
 from deepfakedetect.io.video import probe_video, read_frames
 from deepfakedetect.models.preprocess import resize_and_crop
 
@@ -301,7 +301,7 @@ def _check_target(detector: Detector, target: str) -> str:
 
 def _explain_array(
     detector: Detector,
-    image: np.ndarray,
+    image: np.ndarray | DecodedImage,
     *,
     target: str,
     layer: str | nn.Module | None,
@@ -325,8 +325,9 @@ def _explain_array(
         cam, score, name = _grad_cam(detector, crop, target=target, layer=layer)
         heatmap = _cam_on_crop(cam, crop.shape[:2], pre)
     else:
-        crop = np.ascontiguousarray(resize_and_crop(image, pre))
-        cam, score, name = _grad_cam(detector, image, target=target, layer=layer)
+        array = image.array if isinstance(image, DecodedImage) else image
+        crop = np.ascontiguousarray(resize_and_crop(array, pre))
+        cam, score, name = _grad_cam(detector, array, target=target, layer=layer)
         heatmap = cam
     return Explanation(
         heatmap=heatmap,
@@ -357,9 +358,10 @@ def explain(
 ) -> Explanation:
     """Grad-CAM heat map of what made ``detector`` score ``image`` as it did.
 
-    With the face stage on, the face is found and cropped exactly as
-    ``detect_image`` does, and the map covers that face crop; otherwise it covers the
-    preprocessed image (resized and centre-cropped to the model's input size).
+    The image is decoded as ``detect_image`` decodes it (large JPEGs at a reduced size).
+    With the face stage on, the face is found and cropped exactly as ``detect_image``
+    does, and the map covers that face crop; otherwise it covers the preprocessed image
+    (resized and centre-cropped to the model's input size).
 
     Args:
         detector: The detector to explain.
@@ -395,9 +397,10 @@ def explain(
         )
     _check_target(detector, target)
     _check_face_index(face_index)
-    array = load_image(image)
+    # Decoded as detect_image decodes it (large JPEGs reduced), so the map explains that score.
+    decoded = detector.decode(image)
     return _explain_array(
-        detector, array, target=target, layer=layer, face_index=face_index, source=describe_input(image)
+        detector, decoded, target=target, layer=layer, face_index=face_index, source=describe_input(image)
     )
 
 

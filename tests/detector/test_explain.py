@@ -75,6 +75,16 @@ def test_fake_score_matches_detect_image(det: Detector) -> None:
     assert e.fake_score == pytest.approx(det.detect_image(img).fake_score, abs=1e-5)
 
 
+def test_fake_score_matches_detect_image_on_a_large_jpeg(det: Detector, tmp_path: Path) -> None:
+    # detect_image decodes a large JPEG reduced (Pillow draft); explain must score the same pixels.
+    from PIL import Image
+
+    path = tmp_path / "large.jpg"
+    Image.fromarray(_image(5, (1200, 1600))).save(path, quality=95)
+    assert det.decode(path).reduced  # the case where the two used to differ
+    assert explain(det, path).fake_score == pytest.approx(det.detect_image(path).fake_score, abs=1e-6)
+
+
 def test_hooks_removed_and_model_unchanged(det: Detector) -> None:
     before = {k: v.clone() for k, v in det.model.state_dict().items()}
     hooks = _hook_count(det.model)
