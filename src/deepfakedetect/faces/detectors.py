@@ -366,6 +366,20 @@ def _shared_network(path: Path, device: torch.device) -> Any:
         return net
 
 
+def faces_from_detections(dets: Sequence[Any]) -> list[list[Face]]:
+    """RetinaFace's per-image detections (``boxes``, ``landmarks``, ``scores`` arrays) as :class:`Face` lists.
+
+    Shared by the torch and the ONNX Runtime RetinaFace detectors.
+    """
+    return [
+        [
+            Face(tuple(box.tolist()), tuple(map(tuple, pts.tolist())), float(score))
+            for box, pts, score in zip(d.boxes, d.landmarks, d.scores)
+        ]
+        for d in dets
+    ]
+
+
 def check_images(images: Sequence[np.ndarray]) -> list[np.ndarray]:
     if isinstance(images, np.ndarray) and images.ndim == 3:
         raise InputError(
@@ -511,11 +525,5 @@ class RetinaFaceDetector:
             max_size=self.max_size,
             batch_size=self.batch_size,
         )
-        return [
-            [
-                Face(tuple(box.tolist()), tuple(map(tuple, pts.tolist())), float(score))
-                for box, pts, score in zip(d.boxes, d.landmarks, d.scores)
-            ]
-            for d in dets
-        ]
+        return faces_from_detections(dets)
 

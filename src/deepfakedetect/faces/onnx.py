@@ -22,7 +22,7 @@ from torch import nn
 
 from deepfakedetect._errors import ConfigError
 from deepfakedetect._utils import as_int, as_number
-from deepfakedetect.faces.detectors import Face, check_images
+from deepfakedetect.faces.detectors import Face, check_images, faces_from_detections
 from deepfakedetect.faces.retinaface import detect_faces
 from deepfakedetect.models.onnx import MAX_BATCH, OnnxSessionModule, export_module
 
@@ -124,10 +124,4 @@ class RetinaFaceOnnxDetector:
             max_size=self.max_size,
             batch_size=self.batch_size,
         )
-        return [
-            [
-                Face(tuple(box.tolist()), tuple(map(tuple, pts.tolist())), float(score))
-                for box, pts, score in zip(d.boxes, d.landmarks, d.scores)
-            ]
-            for d in dets
-        ]
+        return faces_from_detections(dets)
