@@ -61,7 +61,7 @@ def _decode_image(detector: Detector, path: str, pre: PreprocessConfig | None) -
     return DecodedImage(resize_shorter_side(image.array, pre), image.full_size, image.source)
 
 
-_PEAK_BYTES_PER_PIXEL = 14
+_PEAK_BYTES_PER_PIXEL = 11
 
 # glibc gives each decoding thread its own malloc arena and keeps what a large decode
 # freed there (Pillow allocates images in 16 MB blocks, below the mmap threshold): with 4
@@ -77,10 +77,11 @@ _TRIM_AFTER_BYTES = 64 * 2**20
 def _decode_cost(path: str, min_sides: tuple[int, int]) -> int:
     """Peak bytes decoding ``path`` takes, from its header alone (0 when that fails: decoding says why).
 
-    Measured peak of a decode (a 9400 x 9400 PNG: 1.18 GB, 13.4 bytes a pixel): Pillow's
-    image (4 bytes a pixel), its upright copy (4), the bytes handed to NumPy (3) and the
-    array (3), so 14 bytes a pixel of the size it is decoded at (a large JPEG at 1/2, 1/4
-    or 1/8 of its stored size, as :func:`~deepfakedetect.io.images.decode_image` does).
+    Measured peak of a decode (a 5000 x 5000 PNG: 10.1 bytes a pixel): Pillow's image
+    (4 bytes a pixel; EXIF orientation is applied to it in place), the bytes handed to
+    NumPy (3) and the array (3), so 11 bytes a pixel, with a margin, of the size it is
+    decoded at (a large JPEG at 1/2, 1/4 or 1/8 of its stored size, as
+    :func:`~deepfakedetect.io.images.decode_image` does).
     """
     try:
         with warnings.catch_warnings():

@@ -296,7 +296,7 @@ def _decode_open_file(
                         img.draft(None, asked)
                 stored = img.size  # after draft: the size the decoder will produce
                 img.load()
-                arr = _pil_to_rgb(img, name=str(path))
+                arr = _pil_to_rgb(img, name=str(path), own=True)
                 # EXIF orientation may have turned the image a quarter: the full size turns with it.
                 turned = stored[0] != stored[1] and (arr.shape[1], arr.shape[0]) == (stored[1], stored[0])
                 return arr, ((w, h) if turned else (h, w))
@@ -315,9 +315,17 @@ def _decode_open_file(
         raise ImageDecodeError(f"{path}: cannot decode the image ({type(e).__name__}: {e})") from e
 
 
-def _pil_to_rgb(img: Image.Image, *, name: str) -> np.ndarray:
+def _pil_to_rgb(img: Image.Image, *, name: str, own: bool = False) -> np.ndarray:
+    """An upright RGB ``uint8`` copy of ``img``'s pixels.
+
+    ``own``: the image was opened here and nobody else holds it, so EXIF orientation is
+    applied in place (without a full-size copy when the image has no orientation tag).
+    """
     try:
-        img = ImageOps.exif_transpose(img)
+        if own:
+            ImageOps.exif_transpose(img, in_place=True)
+        else:  # the caller's image must not change
+            img = ImageOps.exif_transpose(img)
     except Exception:  # a malformed EXIF block must not make the pixels unusable
         pass
     if img.mode in ("La", "RGBa"):  # premultiplied alpha: Pillow converts these only to their plain forms
