@@ -131,7 +131,8 @@ def test_large_jpegs_are_decoded_reduced_and_budgeted_at_that_size(tmp_path: Pat
     decoded = _batch._decode_image(det, str(photo), None)
     assert decoded.full_size == (3000, 4000) and decoded.array.shape[0] < 3000  # reduced (Pillow draft)
     # The budget is charged for what is decoded, not for the 12-Mpx original.
-    assert _batch._decode_cost(str(photo), (1, resize)) == 14 * decoded.array.shape[0] * decoded.array.shape[1]
+    per_pixel = _batch._PEAK_BYTES_PER_PIXEL
+    assert _batch._decode_cost(str(photo), (1, resize)) == per_pixel * decoded.array.shape[0] * decoded.array.shape[1]
     (record,) = detect_many(det, [str(photo)], progress=False)
     assert record["status"] == "ok"
     assert abs(record["fake_score"] - det.detect_image(photo).fake_score) < 1e-5
