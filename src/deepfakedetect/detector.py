@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -45,6 +46,7 @@ from deepfakedetect.models.onnx import (
 )
 from deepfakedetect.models.precision import (
     InferenceCopy,
+    one_core_for_the_decoder,
     resolve_device,
     resolve_precision,
 )
@@ -632,6 +634,10 @@ class Detector(PretrainedMixin):
         its threshold, with its uncertain band (``config.video_calibration``; a config
         without one uses the image calibration, and the aggregate unchanged).
 
+        ffmpeg decodes the next frames in a background thread while the current ones
+        are scored; on the CPU, torch runs on one thread fewer meanwhile
+        (``torch.get_num_threads()`` is restored when the call returns).
+
         Args:
             path: The video file.
             sampler: Which frames: a name (``"uniform"``), ``"uniform:num_frames=16"``,
@@ -702,16 +708,19 @@ class Detector(PretrainedMixin):
         chunk_size = self._chunk_size(batch_size)
         decoded = prefetch(read_frames(info, indices, max_size=max_size, timeout=timeout), maxsize=chunk_size)
         try:
-            for chunk in _chunks(decoded, chunk_size):
-                idx = [i for i, _ in chunk]
-                if faces_on:  # a shot cut ends every person's track (see video/tracks.py)
-                    signatures += [frame_signature(f) for _, f in chunk]
-                images = [DecodedImage(f, (f.shape[0], f.shape[1])) for _, f in chunk]
-                scored = self._score_images(images, batch_size=batch_size, features=features)
-                for i, (score, faces) in zip(idx, scored):
-                    frames.append(FrameResult(index=i, timestamp=info.timestamp(i), fake_score=score, faces=faces))
-                if bar is not None:
-                    bar.update(len(chunk))
+            # On the CPU torch leaves one core to ffmpeg meanwhile (see one_core_for_the_decoder).
+            cpu_torch = self.backend == "torch" and self.device.type == "cpu"
+            with one_core_for_the_decoder() if cpu_torch else contextlib.nullcontext():
+                for chunk in _chunks(decoded, chunk_size):
+                    idx = [i for i, _ in chunk]
+                    if faces_on:  # a shot cut ends every person's track (see video/tracks.py)
+                        signatures += [frame_signature(f) for _, f in chunk]
+                    images = [DecodedImage(f, (f.shape[0], f.shape[1])) for _, f in chunk]
+                    scored = self._score_images(images, batch_size=batch_size, features=features)
+                    for i, (score, faces) in zip(idx, scored):
+                        frames.append(FrameResult(index=i, timestamp=info.timestamp(i), fake_score=score, faces=faces))
+                    if bar is not None:
+                        bar.update(len(chunk))
         finally:
             decoded.close()  # stops the decoding thread (and ffmpeg) when scoring failed
             if bar is not None:

@@ -82,3 +82,54 @@ def test_a_scoring_failure_stops_the_decoding_thread(det, video, monkeypatch):
         det.detect_video(video, sampler=lambda info: range(30), batch_size=4, progress=False)
     assert seen["closed"].wait(5.0)  # type: ignore[union-attr]
     assert not any(t.name == "dfd-prefetch" and t.is_alive() for t in threading.enumerate())
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_torch_leaves_one_core_to_ffmpeg_while_a_video_is_scored(det, video, monkeypatch, two_threads):
+    during: list[int] = []
+    real = det.score_arrays
+
+    def counting(images, **kw):
+        during.append(torch.get_num_threads())
+        return real(images, **kw)
+
+    monkeypatch.setattr(det, "score_arrays", counting)
+    det.detect_video(video, sampler=lambda info: range(0, 30, 3), batch_size=4, progress=False)
+    assert during and set(during) == {1}
+    assert torch.get_num_threads() == 2
+
+
+def test_the_thread_count_is_restored_when_scoring_fails(det, video, monkeypatch, two_threads):
+    def failing(images, **kw):
+        raise RuntimeError("scoring broke")
+
+    monkeypatch.setattr(det, "score_arrays", failing)
+    with pytest.raises(RuntimeError, match="scoring broke"):
+        det.detect_video(video, sampler=lambda info: range(0, 30, 3), batch_size=4, progress=False)
+    assert torch.get_num_threads() == 2
+
+
+def test_overlapping_calls_share_one_reduction_and_the_last_restores_it(two_threads):
+    from deepfakedetect.models.precision import one_core_for_the_decoder
+
+    with one_core_for_the_decoder():
+        assert torch.get_num_threads() == 1
+        with one_core_for_the_decoder():  # a second detect_video in another thread
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 1  # the first is still decoding
+    assert torch.get_num_threads() == 2
+
+
+def test_a_thread_count_set_meanwhile_is_kept(two_threads):
+    from deepfakedetect.models.precision import one_core_for_the_decoder
+
+    with one_core_for_the_decoder():
+        torch.set_num_threads(3)  # the user's own choice, made while a video was scored
+    assert torch.get_num_threads() == 3
