@@ -116,14 +116,36 @@ def test_the_thread_count_is_restored_when_scoring_fails(det, video, monkeypatch
     assert torch.get_num_threads() == 2
 
 
-def test_overlapping_calls_share_one_reduction_and_the_last_restores_it(two_threads):
+def test_nested_blocks_each_restore_what_they_reduced():
     from deepfakedetect.models.precision import one_core_for_the_decoder
 
-    with one_core_for_the_decoder():
-        assert torch.get_num_threads() == 1
-        with one_core_for_the_decoder():  # a second detect_video in another thread
-            assert torch.get_num_threads() == 1
-        assert torch.get_num_threads() == 1  # the first is still decoding
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        with one_core_for_the_decoder():
+            assert torch.get_num_threads() == 2
+            with one_core_for_the_decoder():
+                assert torch.get_num_threads() == 1
+                with one_core_for_the_decoder():  # one thread: nothing to leave
+                    assert torch.get_num_threads() == 1
+                assert torch.get_num_threads() == 1
+            assert torch.get_num_threads() == 2
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_a_video_scored_in_another_thread_leaves_both_threads_counts(det, video, two_threads):
+    seen: list[int] = []
+
+    def work():
+        det.detect_video(video, sampler=lambda info: range(0, 30, 3), batch_size=4, progress=False)
+        seen.append(torch.get_num_threads())
+
+    worker = threading.Thread(target=work)
+    worker.start()
+    worker.join(60)
+    assert seen == [2]
     assert torch.get_num_threads() == 2
 
 

@@ -35,11 +35,6 @@ __all__ = [
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 
 
-_decoding_lock = threading.Lock()
-_decoding_calls = 0
-_threads_before = 0
-
-
 @contextlib.contextmanager
 def one_core_for_the_decoder() -> Iterator[None]:
     """Run torch on one CPU thread fewer inside the block, where ffmpeg decodes beside it.
@@ -47,27 +42,22 @@ def one_core_for_the_decoder() -> Iterator[None]:
     While ffmpeg decodes video frames in the background, torch's OpenMP threads and
     ffmpeg's compete for the same cores, and OpenMP threads that spin between layers
     take time slices the decoder needs. Measured on 2 cores (``benchmarks/video.py``): a
-    warm ``detect_video`` of a 60 s 1080p video took 4.6 s with torch on 2 threads and
-    3.8 s on 1, with the same scores. torch's thread count is process-wide, so calls
-    that overlap (several threads running ``detect_video``) share one reduction: the
-    first saves the count, the last restores it, unless something else changed it in
-    between. With a single thread nothing changes.
+    warm ``detect_video`` of a 60 s 1080p video took 4.46 s with torch on 2 threads and
+    3.75 s on 1, with the same scores. torch's thread count is an OpenMP setting of the
+    calling thread, so it is saved and restored in the thread that runs the block;
+    blocks nest, each restoring what it reduced. A count changed inside the block (by
+    the caller) is left as it is. With a single thread nothing changes.
     """
-    global _decoding_calls, _threads_before
-    with _decoding_lock:
-        if _decoding_calls == 0:
-            _threads_before = torch.get_num_threads()
-            if _threads_before > 1:
-                torch.set_num_threads(_threads_before - 1)
-        _decoding_calls += 1
+    before = torch.get_num_threads()
+    if before <= 1:
+        yield
+        return
+    torch.set_num_threads(before - 1)
     try:
         yield
     finally:
-        with _decoding_lock:
-            _decoding_calls -= 1
-            reduced = max(1, _threads_before - 1)
-            if _decoding_calls == 0 and _threads_before > 1 and torch.get_num_threads() == reduced:
-                torch.set_num_threads(_threads_before)
+        if torch.get_num_threads() == before - 1:
+            torch.set_num_threads(before)
 
 
 @functools.lru_cache(maxsize=None)
