@@ -37,6 +37,7 @@ Usage::
     PYTHONPATH=src .venv/bin/python benchmarks/video.py            # about 5 minutes on 2 cores
     PYTHONPATH=src .venv/bin/python benchmarks/video.py --full     # adds the 30-minute video
     PYTHONPATH=src .venv/bin/python benchmarks/video.py --skip-original --runs 3 --warm --baseline-src ../old/src
+    PYTHONPATH=src .venv/bin/python benchmarks/video.py --skip-original --runs 3 --warm --samplers uniform,keyframes
 """
 
 from __future__ import annotations
@@ -132,7 +133,10 @@ def _tree_rss(pid: int) -> int:
 def run_pipeline(
     mode: str, video: Path, backbone: str, *, env: dict[str, str], args: argparse.Namespace, src: str | None = None
 ) -> dict[str, Any]:
+    backbone, _, sampler = backbone.partition("@")
     cmd = [sys.executable, __file__, "--worker", mode, "--video", str(video), "--backbone", backbone]
+    if sampler:
+        cmd += ["--sampler", sampler]
     if src:
         cmd += ["--src", src]
         env = dict(env, PYTHONPATH=src)
@@ -213,7 +217,7 @@ def worker_original(video: Path) -> dict[str, Any]:
     }
 
 
-def worker_default(video: Path, backbone: str, *, src: Path, warm: bool) -> dict[str, Any]:
+def worker_default(video: Path, backbone: str, *, src: Path, warm: bool, sampler: str | None) -> dict[str, Any]:
     t0 = time.perf_counter()
     sys.path.insert(0, str(src))
     from deepfakedetect import Detector
@@ -221,11 +225,11 @@ def worker_default(video: Path, backbone: str, *, src: Path, warm: bool) -> dict
     # "shipped": the default model itself (MobileNetV2 on 128 px face crops, every face scored).
     det = Detector.from_pretrained() if backbone == "shipped" else Detector.from_backbone(backbone, faces=True)
     t_model = time.perf_counter()
-    v = det.detect_video(video, progress=False)
+    v = det.detect_video(video, sampler=sampler, progress=False)
     end = time.perf_counter()
     phases = {"imports+model": t_model - t0, "detect_video": end - t_model}
     if warm:  # the same call again in the now warm process (models loaded, kernels ready)
-        again = det.detect_video(video, progress=False)
+        again = det.detect_video(video, sampler=sampler, progress=False)
         phases["detect_video, warm"] = time.perf_counter() - end
         assert again.fake_score == v.fake_score
     return {
@@ -243,7 +247,7 @@ def worker(args: argparse.Namespace) -> int:
         out = worker_original(Path(args.video))
     else:
         src = Path(args.src) if args.src else REPO / "src"
-        out = worker_default(Path(args.video), args.backbone, src=src, warm=args.warm)
+        out = worker_default(Path(args.video), args.backbone, src=src, warm=args.warm, sampler=args.sampler)
     # RUSAGE_CHILDREN is not used: a child's peak includes the parent pages it saw
     # between fork and exec, so it reads as large as the Python process.
     me = resource.getrusage(resource.RUSAGE_SELF)
@@ -283,6 +287,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--video", default=None, help="use this video instead of generating one")
     p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     p.add_argument("--backbone", default="resnet50", help=argparse.SUPPRESS)
+    p.add_argument(
+        "--samplers",
+        default="",
+        help="comma-separated sampler specs to time, each as its own row (default: the model's own, "
+        "uniform 32 frames); e.g. 'uniform,keyframes'",
+    )
+    p.add_argument("--sampler", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         return worker(args)
@@ -309,9 +320,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"## Time to a verdict, {args.seconds} s {args.size} H.264 (each pipeline in a fresh process)\n")
         print(f"{load_line()} at start; video: {made_from}\n")
         results: dict[str, list[dict[str, Any]]] = {}
+        samplers = [x for x in args.samplers.split(",") if x] or [""]
         plan = [
-            (f"default ({'the shipped model' if b == 'shipped' else b}, faces, 32 frames)", "default", b)
+            (
+                f"default ({'the shipped model' if b == 'shipped' else b}, faces, "
+                + (f"sampler {smp})" if smp else "32 frames)"),
+                "default",
+                f"{b}@{smp}" if smp else b,
+            )
             for b in backbones
+            for smp in samplers
         ]
         if args.baseline_src:
             plan += [(f"baseline tree ({'the shipped model' if b == 'shipped' else b})", "baseline", b) for b in backbones]
@@ -327,7 +345,8 @@ def main(argv: list[str] | None = None) -> int:
             src = str(Path(args.baseline_src).resolve()) if mode == "baseline" else None
             res = run_pipeline(mode, video, backbone, env=env, args=args, src=src)
             results.setdefault(label, []).append(res)
-            print(f"- {label}: {res['wall']:.1f} s wall, {res['cpu_s']:.1f} s CPU, peak {mb(res['tree_peak'])}, phases "
+            score = f"score {res['score']:.4f}, " if res.get("score") is not None else ""
+            print(f"- {label}: {res['wall']:.1f} s wall, {res['cpu_s']:.1f} s CPU, peak {mb(res['tree_peak'])}, {score}phases "
                   + ", ".join(f"{k} {v:.1f} s" for k, v in res["phases"].items()), flush=True)  # fmt: skip
         print()
         print("| pipeline | runs | wall, median (s) | CPU time, median (s) | of which imports + model, wall (s) | "

@@ -94,7 +94,7 @@ def test_duplicate_name_raises_unless_override(register: object, get: object) ->
 def test_unknown_names_list_the_known_ones() -> None:
     with pytest.raises(UnknownPluginError) as e:
         get_sampler("no_such_sampler")
-    for name in ("every_kth", "first_seconds", "fps", "random", "uniform"):
+    for name in ("every_kth", "first_seconds", "fps", "keyframes", "random", "uniform"):
         assert name in str(e.value)
     with pytest.raises(UnknownPluginError) as e:
         get_aggregator({"name": "no_such_aggregator"})

@@ -155,3 +155,27 @@ def test_a_thread_count_set_meanwhile_is_kept(two_threads):
     with one_core_for_the_decoder():
         torch.set_num_threads(3)  # the user's own choice, made while a video was scored
     assert torch.get_num_threads() == 3
+
+
+def test_the_keyframes_sampler_scores_the_frames_a_full_decode_gives(det, tmp_path):
+    import imageio_ffmpeg
+
+    clip = tmp_path / "gop10.mp4"
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi",
+            "-i", "testsrc=size=96x80:rate=10:duration=6", "-c:v", "libx264", "-g", "10",
+            "-keyint_min", "10", "-sc_threshold", "0", "-pix_fmt", "yuv420p", str(clip),
+        ],
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    info = probe_video(clip)
+    assert info.keyframes == tuple(range(0, 60, 10))
+    result = det.detect_video(clip, sampler="keyframes:num_frames=12,per_keyframe=3", progress=False)
+    indices = [f.index for f in result.frames]
+    assert indices == [0, 1, 2, 21, 22, 23, 31, 32, 33, 51, 52, 53]
+    # Seeking to each run gives exactly the frames that decoding everything gives.
+    frames = dict(read_frames(info, indices, max_size=2 * det.config.preprocess.resize_size, strategy="all"))
+    expected = det.score_arrays([frames[i] for i in indices])
+    np.testing.assert_allclose([f.fake_score for f in result.frames], expected, atol=1e-5)

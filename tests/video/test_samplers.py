@@ -13,6 +13,7 @@ from deepfakedetect.video.samplers import (
     FirstSecondsSampler,
     FpsSampler,
     FrameSampler,
+    KeyframeSampler,
     RandomSampler,
     UniformSampler,
     get_sampler,
@@ -136,6 +137,71 @@ def test_first_seconds_known_values() -> None:
     assert FirstSecondsSampler(seconds=100, num_frames=3)(cfr(30)) == [5, 15, 25]
 
 
+def with_keyframes(n: int, keyframes: tuple[int, ...]) -> VideoInfo:
+    return VideoInfo(path="v.mp4", width=64, height=48, fps=25.0, num_frames=n, duration=n / 25.0, keyframes=keyframes)
+
+
+def runs_of(indices: list[int]) -> list[list[int]]:
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][-1] + 1:
+            runs[-1].append(i)
+        else:
+            runs.append([i])
+    return runs
+
+
+def test_keyframes_takes_runs_just_after_spread_keyframes() -> None:
+    video = with_keyframes(1800, tuple(range(0, 1800, 250)))  # 8 keyframes, x264's default interval
+    picked = KeyframeSampler()(video)
+    check_valid(picked, video)
+    assert len(picked) == 32
+    # Each run starts where a seek lands (just after its keyframe; the first at frame 0) and
+    # ends before the next keyframe, so nothing outside the runs needs decoding.
+    assert [run[0] for run in runs_of(picked)] == [0, 251, 501, 751, 1001, 1251, 1501, 1751]
+    assert {len(run) for run in runs_of(picked)} == {4}
+
+
+def test_keyframes_with_more_keyframes_than_runs_spreads_them() -> None:
+    video = with_keyframes(3000, tuple(range(0, 3000, 30)))  # 100 keyframes
+    picked = KeyframeSampler(num_frames=10, per_keyframe=2)(video)
+    starts = [run[0] for run in runs_of(picked)]
+    assert len(picked) == 10 and len(starts) == 5
+    assert all(s == 0 or (s - 1) % 30 == 0 for s in starts)  # each just after a keyframe
+    assert starts[0] < 600 and starts[-1] > 2400  # spread over the whole video
+
+
+def test_keyframes_with_few_keyframes_makes_longer_runs_that_stop_at_the_next() -> None:
+    video = with_keyframes(300, (0, 250))  # a 12 s clip: two keyframes
+    picked = KeyframeSampler(num_frames=32, per_keyframe=4)(video)
+    check_valid(picked, video)
+    assert picked == list(range(0, 16)) + list(range(251, 267))
+    # A run never passes the next keyframe (that would decode a second group of pictures),
+    # and where the group is too short to skip its keyframe the run starts on it.
+    tight = with_keyframes(8, (0, 2, 4, 6))
+    assert KeyframeSampler(num_frames=16, per_keyframe=4)(tight) == [2, 3, 6, 7]
+
+
+def test_keyframes_without_keyframes_is_uniform() -> None:
+    video = cfr(1000)
+    assert video.keyframes is None
+    assert KeyframeSampler(num_frames=8)(video) == UniformSampler(num_frames=8)(video)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n=st.integers(1, 3000),
+    gop=st.integers(1, 400),
+    k=st.integers(1, 100),
+    per=st.integers(1, 10),
+)
+def test_keyframes_are_valid_and_never_more_than_asked(n: int, gop: int, k: int, per: int) -> None:
+    video = with_keyframes(n, tuple(range(0, n, gop)))
+    picked = KeyframeSampler(num_frames=k, per_keyframe=per)(video)
+    check_valid(picked, video)
+    assert 1 <= len(picked) <= min(k, n)
+
+
 @pytest.mark.parametrize(
     "make",
     [
@@ -152,6 +218,9 @@ def test_first_seconds_known_values() -> None:
         lambda: RandomSampler(num_frames=0),
         lambda: FirstSecondsSampler(seconds=0),
         lambda: FirstSecondsSampler(seconds=2, num_frames=0),
+        lambda: KeyframeSampler(num_frames=0),
+        lambda: KeyframeSampler(per_keyframe=0),
+        lambda: KeyframeSampler(per_keyframe=1.5),
     ],
 )
 def test_bad_parameters_raise_eagerly(make: object) -> None:
@@ -166,6 +235,7 @@ def test_get_sampler_specs() -> None:
     assert get_sampler("random:num_frames=4,seed=7") == RandomSampler(num_frames=4, seed=7)
     assert get_sampler("first_seconds:seconds=5,num_frames=10") == FirstSecondsSampler(seconds=5, num_frames=10)
     assert get_sampler("every_kth:k=3") == EveryKthSampler(k=3)
+    assert get_sampler("keyframes:num_frames=8,per_keyframe=2") == KeyframeSampler(num_frames=8, per_keyframe=2)
 
     def mine(video: VideoInfo) -> list[int]:
         return [0]
