@@ -297,7 +297,10 @@ class KeyframeSampler:
     after seeking), so about ``num_frames`` frames are decoded in all. The price is
     fewer distinct moments of the video: runs of neighbouring frames instead of frames
     spread over its whole length, which matters most for short clips with few
-    keyframes. A video whose probe found no keyframes gets ``uniform``'s frames.
+    keyframes. A video whose probe found no keyframes gets ``uniform``'s frames. The
+    saving needs a container that indexes its keyframes (MP4, MOV, Matroska, WebM), where
+    the decoder seeks; elsewhere (MPEG-TS, raw streams) the same frames are decoded from
+    the start.
 
     The default model's video calibration was fitted with ``uniform``; see the
     performance page for what this sampler changes on the benchmark video.
