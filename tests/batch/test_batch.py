@@ -14,7 +14,7 @@ from PIL import Image
 
 from deepfakedetect import ConfigError, Detector, FaceConfig, InputError, UnknownPluginError
 from deepfakedetect.batch import many as _batch
-from deepfakedetect.batch.many import detect_many, list_inputs, prefetch, read_done
+from deepfakedetect.batch.many import detect_many, list_inputs, read_done
 
 
 @pytest.fixture(scope="module")
@@ -229,41 +229,3 @@ def test_videos_mixed_with_images(tmp_path: Path, det: Detector) -> None:
 def test_unknown_sampler_fails_before_any_work(tmp_path: Path, det: Detector) -> None:
     with pytest.raises(UnknownPluginError):
         detect_many(det, _images(tmp_path, 1), sampler="no_such_sampler")
-
-
-# ------------------------------------------------------------------ prefetch
-def test_prefetch_keeps_order_and_reraises_where_it_failed() -> None:
-    def source():
-        yield from range(3)
-        raise ValueError("boom at 3")
-
-    got = []
-    with pytest.raises(ValueError, match="boom at 3"):
-        for x in prefetch(source(), maxsize=2):
-            got.append(x)
-    assert got == [0, 1, 2]
-    with pytest.raises(ConfigError):
-        prefetch([1], maxsize=0)
-
-
-def test_prefetch_runs_ahead_at_most_maxsize_and_stops_on_close() -> None:
-    produced = 0
-    closed = threading.Event()
-
-    def source():
-        nonlocal produced
-        try:
-            for i in range(1000):
-                produced += 1
-                yield i
-        finally:
-            closed.set()
-
-    it = prefetch(source(), maxsize=3)
-    assert next(it) == 0
-    time.sleep(0.2)
-    # One taken, three waiting in the queue, one held by the blocked producer.
-    assert produced <= 5
-    it.close()
-    assert closed.wait(2.0)
-    assert not any(t.name == "dfd-prefetch" and t.is_alive() for t in threading.enumerate())
