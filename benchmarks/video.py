@@ -242,9 +242,19 @@ def worker_default(video: Path, backbone: str, *, src: Path, warm: bool, sampler
     }
 
 
+def worker_torch() -> dict[str, Any]:
+    """``import torch`` and nothing else: the memory every pipeline starts from."""
+    t0 = time.perf_counter()
+    import torch  # noqa: F401
+
+    return {"score": None, "frames": 0, "phases": {"imports+model": time.perf_counter() - t0}}
+
+
 def worker(args: argparse.Namespace) -> int:
     if args.worker == "original":
         out = worker_original(Path(args.video))
+    elif args.worker == "torch":
+        out = worker_torch()
     else:
         src = Path(args.src) if args.src else REPO / "src"
         out = worker_default(Path(args.video), args.backbone, src=src, warm=args.warm, sampler=args.sampler)
@@ -335,7 +345,9 @@ def main(argv: list[str] | None = None) -> int:
             plan += [(f"baseline tree ({'the shipped model' if b == 'shipped' else b})", "baseline", b) for b in backbones]
         # Default pipelines before and after the original way, so load drifts hit both.
         order: list[tuple[str, str, str]] = []
+        torch_row = "import torch alone (memory baseline)"
         for r in range(args.runs):
+            order.append((torch_row, "torch", ""))
             if r == args.runs // 2 and not args.skip_original:
                 order.append(("original way (all frames to JPEG, ResNet-50 fp32)", "original", "resnet50"))
             order.extend(plan)
@@ -362,10 +374,16 @@ def main(argv: list[str] | None = None) -> int:
             self_peak = mb(max(r["maxrss_self"] for r in rs))
             warms = [r["phases"]["detect_video, warm"] for r in rs if "detect_video, warm" in r.get("phases", {})]
             warm = f"{statistics.median(warms):.2f}" if warms else "-"
-            ratio = f"{orig[0]['wall'] / wall:.1f}x" if orig else "-"
-            cpu_ratio = f"{orig[0]['cpu_s'] / cpu:.1f}x" if orig else "-"
+            ratio = f"{orig[0]['wall'] / wall:.1f}x" if orig and rs[0]["frames"] else "-"
+            cpu_ratio = f"{orig[0]['cpu_s'] / cpu:.1f}x" if orig and rs[0]["frames"] else "-"
             print(f"| {label} | {len(rs)} | {wall:.1f} | {cpu:.1f} | {setup:.1f} | {mb(peak)} | {self_peak} | "
                   f"{rs[0]['frames']} | {ratio} | {cpu_ratio} | {warm} |")  # fmt: skip
+        base = results.get(torch_row)
+        if base:
+            torch_peak = max(r["maxrss_self"] for r in base)
+            print(f"\nPython process peak over `import torch` alone ({mb(torch_peak)}): "
+                  + ", ".join(f"{label} +{mb(max(r['maxrss_self'] for r in rs) - torch_peak)}"
+                              for label, rs in results.items() if rs[0]["frames"]))  # fmt: skip
         if orig:
             o = orig[0]
             print(f"\nOriginal way: {o['jpeg_mb']:.0f} MB of JPEG for {o['frames']} frames; phases "

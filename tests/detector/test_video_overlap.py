@@ -179,3 +179,45 @@ def test_the_keyframes_sampler_scores_the_frames_a_full_decode_gives(det, tmp_pa
     frames = dict(read_frames(info, indices, max_size=2 * det.config.preprocess.resize_size, strategy="all"))
     expected = det.score_arrays([frames[i] for i in indices])
     np.testing.assert_allclose([f.fake_score for f in result.frames], expected, atol=1e-5)
+
+
+def test_large_frames_go_through_the_stages_in_smaller_chunks(tmp_path, monkeypatch):
+    """A chunk of video frames stays within _VIDEO_CHUNK_BYTES: 4 frames of 1080p, 8 of small video."""
+    import imageio_ffmpeg
+
+    big = tmp_path / "big.mp4"
+    subprocess.run(
+        [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-v", "error", "-y", "-f", "lavfi",
+            "-i", "testsrc=size=1920x1080:rate=10:duration=1", "-c:v", "libx264", "-preset", "ultrafast",
+            "-pix_fmt", "yuv420p", str(big),
+        ],
+        check=True,
+        timeout=60,
+    )  # fmt: skip
+    small = _make_video(tmp_path / "small.mp4", frames=10)
+    torch.manual_seed(0)
+    base = Detector.from_backbone("resnet18", input_size=32, device="cpu", precision="fp32", faces=True)
+    # No faces found: the chunking is what is tested.
+    faces_det = Detector(base.model, base.config, device="cpu", precision="fp32", face_detector=lambda ims: [[] for _ in ims])
+    chunks: list[int] = []
+    queues: list[int] = []
+    real_score = Detector._score_images
+    real_prefetch = detector_module.prefetch
+
+    def spy_score(self, images, **kwargs):
+        chunks.append(len(images))
+        return real_score(self, images, **kwargs)
+
+    def spy_prefetch(items, *, maxsize):
+        queues.append(maxsize)
+        return real_prefetch(items, maxsize=maxsize)
+
+    monkeypatch.setattr(Detector, "_score_images", spy_score)
+    monkeypatch.setattr(detector_module, "prefetch", spy_prefetch)
+    for path, expected in ((big, 4), (small, 8)):
+        chunks.clear()
+        queues.clear()
+        faces_det.detect_video(path, sampler=lambda info: range(10), batch_size=32, strict_faces=False, progress=False)
+        assert queues == [expected]
+        assert max(chunks) == expected and sum(chunks) == 10
