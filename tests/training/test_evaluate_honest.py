@@ -112,3 +112,14 @@ def test_an_input_that_cannot_be_scored_counts_as_a_miss(tmp_path: Path) -> None
     # A fake that crashed is a fake not caught.
     assert level["confusion_matrix"][1][0] == good["confusion_matrix"][1][0] + 1
     assert [Path(p).name for p, _ in report.skipped] == ["broken.png"]
+
+
+def test_a_manifest_saved_again_is_the_same_file(tmp_path: Path) -> None:
+    """Splits added in any order write the same bytes, so a re-saved model folder is unchanged."""
+    aa, bb, cc, dd = (c * 16 for c in "abcd")
+    a = TrainingManifest().with_split("train", [aa, bb]).with_split("val", [cc]).with_split("calibration", [dd])
+    b = TrainingManifest().with_split("calibration", [dd]).with_split("val", [cc]).with_split("train", [bb, aa])
+    a.save(tmp_path / "a.json")
+    b.save(tmp_path / "b.json")
+    TrainingManifest.load(tmp_path / "a.json").save(tmp_path / "again.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes() == (tmp_path / "again.json").read_bytes()

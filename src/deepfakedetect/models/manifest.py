@@ -130,12 +130,12 @@ class TrainingManifest:
         return any(s in SEEN_SPLITS for s in self.splits_of(digest))
 
     def to_dict(self) -> dict[str, Any]:
-        """A JSON-ready dict (sorted digests, so equal manifests write equal files)."""
+        """A JSON-ready dict (splits and digests sorted, so equal manifests write equal files)."""
         return {
             "format": _FORMAT,
             "hash": "sha256",
             "digits": self.digits,
-            "counts": self.counts(),
+            "counts": dict(sorted(self.counts().items())),
             "splits": {k: sorted(v) for k, v in sorted(self.splits.items())},
         }
 
