@@ -2,7 +2,7 @@
 
 ::
 
-    python benchmarks/quality_card.py runs/quality/select/v2 --name v2 \\
+    python benchmarks/quality_card.py runs/quality/select/v4 --name v4 --recipe v4 \\
         --eval-test runs/quality/eval_test.json --eval-val runs/quality/select/select.json \\
         --out src/deepfakedetect/_default_model
 
@@ -131,10 +131,8 @@ Accuracy is at the shipped thresholds: {image_threshold} for images and {video_t
 videos. The test sets are small (600 LFW photos, 160 StyleGAN2/FFHQ images, 320 SD 2.1/FFHQ
 images, {n_videos} videos), so a difference of a few points is within noise.
 
-Each result also carries a `verdict`: `real`, `fake` or `uncertain`. Scores in
-{image_band} (images) or {video_band} (videos) are `uncertain`: on validation data, calls
-there were right less often than the band's target precision. Share of uncertain verdicts
-on the validation data:
+Each result also carries a `verdict`: `real`, `fake` or `uncertain`. {band_text} Share of
+uncertain verdicts on the validation data:
 
 {uncertain}
 
@@ -175,13 +173,37 @@ fitted on validation videos): temperature {t_vid:.3f}, threshold {video_threshol
 
 ## Recipe
 
-The 0.1 default model (the same backbone and sources without SD 2.1, fewer FF++ frames),
-fine-tuned for {epochs} epochs (learning rate {lr}, AdamW, cosine schedule, half an epoch of
-warm-up, batch 32) with random crop, flip, rotation, colour (brightness and contrast
-±30%), blur (σ up to 2 px), JPEG re-compression (quality 40-100) and noise; the epoch with
-the best validation AUC kept (epoch {best_epoch}). Reproduce with `benchmarks/quality.py
---runs v2` and `benchmarks/quality_eval.py` (see the project's quality page).
+{recipe} Augmentation: {augment}; AdamW, cosine schedule, batch 32; the epoch with the
+best validation AUC kept. Reproduce with `benchmarks/quality.py --runs {runs}` and
+`benchmarks/quality_eval.py` (see the project's quality page).
 """
+
+# What each recipe did, for the card (the runs are in benchmarks/quality.py): its text, the
+# runs that reproduce it, its data folder, and its StyleGAN2 repetition.
+_START = "The 0.1 default model (the same backbone and sources without SD 2.1, fewer FF++ frames)"
+_V2_AUGMENT = ("random crop, flip, rotation, colour (brightness and contrast ±30%), blur (σ up to 2 px), "
+               "JPEG re-compression (quality 40-100) and noise")  # fmt: skip
+_DEFAULT_AUGMENT = ("the Trainer's defaults: random crop, flip, rotation, colour (brightness and contrast ±20%), "
+                    "blur (σ up to 1.5 px, one image in ten), JPEG re-compression (quality 60-100, one image in "
+                    "two) and noise")  # fmt: skip
+RECIPES: dict[str, dict[str, Any]] = {
+    "v2": {
+        "text": f"{_START}, fine-tuned for {{epochs}} epochs (learning rate {{lr}}, half an epoch of warm-up; "
+        "epoch {best_epoch} kept).",
+        "augment": _V2_AUGMENT, "runs": "default,v2", "data": "v2", "sg_repeat": "V2_STYLEGAN_FAKE_REPEAT",
+    },
+    "v3": {
+        "text": f"{_START}, fine-tuned for 6 epochs on this data with the StyleGAN2 fakes repeated 3 times "
+        "(the v2 run), then for {epochs} more with them repeated {sg_repeat} times (learning rate {lr}, "
+        "0.3 epochs of warm-up; epoch {best_epoch} of these kept).",
+        "augment": _V2_AUGMENT, "runs": "default,v2,v3", "data": "v3", "sg_repeat": "V3_STYLEGAN_FAKE_REPEAT",
+    },
+    "v4": {
+        "text": f"{_START}, fine-tuned for {{epochs}} epochs (learning rate {{lr}}, half an epoch of warm-up; "
+        "epoch {best_epoch} kept).",
+        "augment": _DEFAULT_AUGMENT, "runs": "default,v4", "data": "v2", "sg_repeat": "V2_STYLEGAN_FAKE_REPEAT",
+    },
+}  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -191,6 +213,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval-test", type=Path, required=True)
     parser.add_argument("--eval-val", type=Path, required=True, help="benchmarks/quality_select.py's select.json")
     parser.add_argument("--val-name", help="the model's name in --eval-val (default: --name)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="v2", help="the run of benchmarks/quality.py it came from")
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--data", type=Path, default=Path("runs/quality/data"), help="benchmarks/quality.py's data folders")
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("DEEPFAKEDETECT_SHARED", "../shared")))
@@ -205,22 +228,36 @@ def main(argv: list[str] | None = None) -> int:
     vcal = getattr(cfg, "video_calibration", None) or cfg.calibration
     det.config = cfg.replace(training=_strip_paths(cfg.training))
 
-    def band(cal: Any) -> str:
-        b = getattr(cal, "uncertain_band", None)
-        return "none" if b is None else f"[{b[0]:.3f}, {b[1]:.3f})"
+    def band_text(image: Any, video: Any) -> str:
+        ib, vb = image.uncertain_band, getattr(video, "uncertain_band", None)
+        text = (f"An image scored in [{ib[0]:.3f}, {ib[1]:.3f}) is `uncertain`: on validation data, calls "
+                "there were right less often than the band's target precision (90%).") if ib else ""
+        if vb:
+            text += f" For videos the band is [{vb[0]:.3f}, {vb[1]:.3f})."
+        else:
+            text += (" Videos have no band: the 12 validation videos (4 real) are too few to place one, so a "
+                     "video's verdict is its label.")
+        return text.strip()
 
     groups = lambda gs: ", ".join("/".join(g) for g in sorted(gs))  # noqa: E731
     frames = (f"{quality.V2_TRAIN_FRAMES['real']} frames per real video, "
               + ", ".join(f"{quality.V2_TRAIN_FRAMES[m]} per {m} video" for m in METHODS))  # fmt: skip
     vid = cfg.video
+    recipe = RECIPES[args.recipe]
+    sg_repeat = getattr(quality, recipe["sg_repeat"])
     card = CARD.format(
+        recipe=recipe["text"].format(
+            epochs=cfg.training.get("epochs"), lr=cfg.training.get("lr"), best_epoch=cfg.training.get("best_epoch"),
+            sg_repeat=sg_repeat,
+        ),
+        augment=recipe["augment"],
+        runs=recipe["runs"],
         name=args.name,
         summary=summary_table(test),
         groups=group_table(test),
         image_threshold=f"{cfg.calibration.threshold:.3f}",
         video_threshold=f"{vcal.threshold:.3f}",
-        image_band=band(cfg.calibration),
-        video_band=band(vcal),
+        band_text=band_text(cfg.calibration, vcal),
         uncertain=uncertain_table(val),
         n_videos=test["sources"]["ffpp_videos"]["levels"]["video"]["n"],
         input_size=cfg.preprocess.input_size,
@@ -229,19 +266,16 @@ def main(argv: list[str] | None = None) -> int:
         size_mb=0.0,
         t_img=cfg.calibration.temperature,
         t_vid=vcal.temperature,
-        sg_repeat=quality.V2_STYLEGAN_FAKE_REPEAT,
+        sg_repeat=sg_repeat,
         train_groups=groups({quality._ffpp_group(p.name) for p, y in quality.ffpp_videos(args.shared, "v2")["train"] if y}),
         val_groups=groups(quality.V2_VAL_GROUPS),
         test_groups=groups(quality.V2_TEST_GROUPS),
         frames=frames,
-        epochs=cfg.training.get("epochs"),
-        lr=cfg.training.get("lr"),
-        best_epoch=cfg.training.get("best_epoch"),
     )
-    # The training manifest: the v2 training and validation files by content, plus what the
-    # calibration recorded. (The 0.1 model it started from also trained on the same LFW and
-    # StyleGAN2 files and on other frames of the same FF++ training videos.)
-    files = {split: sorted((args.data / "v2" / split).glob("*/*.jpg")) for split in ("train", "val")}
+    # The training manifest: the recipe's training and validation files by content, plus what
+    # the calibration recorded. (The 0.1 model it started from also trained on the same LFW and
+    # StyleGAN2 files and on other frames of the same FF++ training videos; v3's data holds v2's.)
+    files = {split: sorted((args.data / recipe["data"] / split).glob("*/*.jpg")) for split in ("train", "val")}
     manifest = TrainingManifest.from_files(files)
     for split, digests in (det.training_manifest.splits.items() if det.training_manifest else []):
         manifest = manifest.with_split(split, digests)

@@ -157,6 +157,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="JSON file (extended if it exists)")
     parser.add_argument("--sources", help="comma-separated source keys to score (default: all)")
     parser.add_argument("--shared", type=Path, default=Path(os.environ.get("DEEPFAKEDETECT_SHARED", "../shared")))
+    parser.add_argument(
+        "--public",
+        type=Path,
+        metavar="JSON",
+        help="also write the last model's results without paths or file names (model, data, skipped and "
+        "no-face lists, items' sources), as docs/data/quality-eval-test.json is kept",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("DEEPFAKEDETECT_RETINAFACE_WEIGHTS", str(args.shared / "weights" / "retinaface_mobilenet0.25.safetensors"))
     results = json.loads(args.out.read_text()) if args.out.exists() else {}
@@ -180,8 +187,20 @@ def main(argv: list[str] | None = None) -> int:
                          "sources": sources}  # fmt: skip
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(results, indent=1, default=float))
+        if args.public is not None:
+            args.public.write_text(json.dumps({"shipped": public(results[name])}, default=float))
     print(render(results))
     return 0
+
+
+def public(result: dict[str, Any]) -> dict[str, Any]:
+    """One model's results with nothing that names a file or a folder of the machine that ran it."""
+    out = dict(result, sources={})
+    for key, d in result["sources"].items():
+        d = {k: v for k, v in d.items() if k not in ("model", "data", "skipped", "no_face")}
+        d["items"] = {level: {k: v for k, v in it.items() if k != "source"} for level, it in d["items"].items()}
+        out["sources"][key] = d
+    return out
 
 
 def _f(x: Any) -> str:
