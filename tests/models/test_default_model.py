@@ -13,8 +13,22 @@ from deepfakedetect.detector import DEFAULT_MODEL_DIR
 
 def test_default_model_is_small_and_complete():
     files = {p.name: p.stat().st_size for p in DEFAULT_MODEL_DIR.iterdir()}
-    assert set(files) == {"config.json", "model.safetensors", "README.md"}
+    # The manifest lists the training and calibration data by content, so evaluate() can
+    # tell data the model has seen from data it has not.
+    assert set(files) == {"config.json", "model.safetensors", "README.md", "training_manifest.json"}
     assert sum(files.values()) < 15 * 2**20
+
+
+def test_default_model_names_no_path_of_the_machine_that_built_it():
+    text = (DEFAULT_MODEL_DIR / "config.json").read_text()
+    assert '"/' not in text and ":\\\\" not in text  # no absolute POSIX or Windows path
+
+
+def test_default_model_knows_its_training_data():
+    det = Detector.from_pretrained(device="cpu")
+    counts = det.training_manifest.counts()
+    assert counts["train"] > 5000 and counts["val"] > 1000 and counts["calibration"] > 1000
+    assert det.config.video_calibration is not None and det.config.calibration.uncertain_band is not None
 
 
 def test_default_model_loads_offline_without_sockets(monkeypatch):

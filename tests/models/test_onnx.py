@@ -49,7 +49,9 @@ def resnet_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Detector, P
 @pytest.mark.slow
 def test_exported_folder_holds_the_same_config_and_dynamic_batch_networks(default_export: tuple[Detector, Path]) -> None:
     torch_det, out = default_export
-    assert sorted(p.name for p in out.iterdir()) == ["README.md", "config.json", "face_detector.onnx", "model.onnx"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md", "config.json", "face_detector.onnx", "model.onnx", "training_manifest.json"
+    ]
     assert json.loads((out / "config.json").read_text())["preprocess"] == torch_det.config.to_dict()["preprocess"]
     for name, outputs in (("model.onnx", ["logits"]), ("face_detector.onnx", ["loc", "logits", "landmarks"])):
         graph = onnx.load(str(out / name)).graph
