@@ -230,13 +230,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def band_text(image: Any, video: Any) -> str:
         ib, vb = image.uncertain_band, getattr(video, "uncertain_band", None)
+        target = image.fitted_on.get("target_precision")
         text = (f"An image scored in [{ib[0]:.3f}, {ib[1]:.3f}) is `uncertain`: on validation data, calls "
-                "there were right less often than the band's target precision (90%).") if ib else ""
+                f"there were right less often than the band's target precision ({100 * target:.0f}%).") if ib else ""
         if vb:
             text += f" For videos the band is [{vb[0]:.3f}, {vb[1]:.3f})."
         else:
-            text += (" Videos have no band: the 12 validation videos (4 real) are too few to place one, so a "
-                     "video's verdict is its label.")
+            fit = video.fitted_on
+            text += (f" Videos have no band: the {fit['n_real'] + fit['n_fake']} validation videos ({fit['n_real']} real) "
+                     "are too few to place one, so a video's verdict is its label.")
         return text.strip()
 
     groups = lambda gs: ", ".join("/".join(g) for g in sorted(gs))  # noqa: E731
