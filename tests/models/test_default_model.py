@@ -51,7 +51,7 @@ def test_default_model_separates_real_and_fake_faces(shared_dir):
     scores = [r.fake_score for r in det.detect_image(real + fake)]
     assert all(s is not None for s in scores)
     real_scores, fake_scores = np.array(scores[:10]), np.array(scores[10:])
-    # AUC over these 100 pairs; the full test split gives 0.995 (docs/quality.md).
+    # AUC over these 100 pairs; the full LFW test split gives 0.988 (docs/quality.md).
     auc = (fake_scores[:, None] > real_scores[None, :]).mean()
     assert auc > 0.9
 
