@@ -7,11 +7,12 @@ fixture, which skips with a clear reason when the folder is absent.
 
 from __future__ import annotations
 
+import atexit
 import os
-from pathlib import Path
-
+import shutil
 import socket
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,8 @@ _sock.bind(("127.0.0.1", 0))
 HUB_PORT = _sock.getsockname()[1]
 _sock.close()
 os.environ["HF_ENDPOINT"] = f"http://127.0.0.1:{HUB_PORT}"
-os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="dfd-hf-cache-")
+os.environ["HF_HUB_CACHE"] = _hf_cache = tempfile.mkdtemp(prefix="dfd-hf-cache-")
+atexit.register(shutil.rmtree, _hf_cache, ignore_errors=True)  # one per test session, removed at exit
 os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
 os.environ["DEEPFAKEDETECT_PROGRESS"] = "0"
