@@ -59,8 +59,9 @@ class Explanation:
         crop: The RGB ``uint8`` array ``(H, W, 3)`` that was scored: the face crop when
             the detector's face stage is on, else the preprocessed image (resized and
             centre-cropped to the model's input size).
-        fake_score: The calibrated probability of fake for this crop (computed in
-            float32, so it may differ from ``detect_image`` under bf16 by about 1e-2).
+        fake_score: The calibrated probability of fake for this crop, scored as
+            ``detect_image`` scores it (the detector's precision and test-time flip); the
+            map itself comes from a float32 pass without the flip.
         face: The face the crop was cut around, or ``None`` without the face stage.
         target: The label whose log-odds were explained (``"fake"`` or ``"real"``).
         layer: Name of the module whose activations were used (as in ``named_modules``).
@@ -261,7 +262,10 @@ def _grad_cam(detector: Detector, crop: np.ndarray, *, target: str, layer: str |
         act = captured["act"]
         objective = _target_log_odds(detector, logits.float(), target).sum()
         (grads,) = torch.autograd.grad(objective, act)
-    fake_score = float(detector.fake_probability(logits.detach())[0])
+    # The map comes from this fp32, unmirrored graph; the score from the detector's own
+    # scoring path (its precision, e.g. bf16 autocast, and its test-time flip), so that it
+    # is the score detect_image reports for the same crop.
+    fake_score = float(detector.score_arrays([crop])[0])
     weights = grads.float().mean(dim=(2, 3), keepdim=True)
     cam = torch.relu((weights * act.detach().float()).sum(dim=1, keepdim=True))
     size = detector.config.preprocess.input_size

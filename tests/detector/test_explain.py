@@ -75,6 +75,16 @@ def test_fake_score_matches_detect_image(det: Detector) -> None:
     assert e.fake_score == pytest.approx(det.detect_image(img).fake_score, abs=1e-5)
 
 
+@pytest.mark.parametrize("precision, flip", [("bf16", False), ("fp32", True)])
+def test_fake_score_matches_detect_image_in_any_precision_and_with_flip(precision: str, flip: bool) -> None:
+    # The map needs an fp32 graph; the score must still be the one detect_image gives,
+    # which runs under bf16 autocast (the default on CPUs with native bf16) or mirrored too.
+    d = Detector.from_backbone("resnet18", input_size=64, resize_size=72, precision=precision, device="cpu")
+    d.flip = flip
+    img = _image(4)
+    assert explain(d, img).fake_score == pytest.approx(d.detect_image(img).fake_score, abs=1e-6)
+
+
 def test_fake_score_matches_detect_image_on_a_large_jpeg(det: Detector, tmp_path: Path) -> None:
     # detect_image decodes a large JPEG reduced (Pillow draft); explain must score the same pixels.
     from PIL import Image
