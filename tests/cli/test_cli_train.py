@@ -91,6 +91,7 @@ def test_cli_options_reach_the_trainer_and_errors_propagate(data_dir: Path, tmp_
     parser = build_parser()
     args = parser.parse_args(["train", "d", "--out", "o", "--weights", "none", "--no-augment", "--faces", "--cache", "none"])
     assert (args.weights, args.no_augment, args.faces, args.cache) == ("none", True, True, "none")
+    assert args.balance is None and parser.parse_args(["train", "d", "--out", "o", "--balance", "source"]).balance == "source"
     args = parser.parse_args(["evaluate", "m", "d1", "d2", "--videos", "--split", "val"])
     assert args.data == ["d1", "d2"] and args.videos and args.split == "val"
     with pytest.raises(SystemExit):

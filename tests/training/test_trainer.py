@@ -347,6 +347,7 @@ def test_history_without_matplotlib_skips_the_png_with_a_note(
         ({"cache": "ram"}, "cache"),
         ({"unfreeze_at_epoch": 2}, "freeze_backbone=True"),
         ({"class_weights": {"real": 1.0}}, "class_weights"),
+        ({"balance": "class"}, "balance"),
         ({"lr": -1.0}, "lr"),
         ({"augment": {"jpeg_p": 1}}, "AugmentConfig"),
     ],

@@ -217,6 +217,12 @@ def _add_train_parsers(subparsers: Any) -> None:
     t.add_argument("--unfreeze-at-epoch", type=_positive_int, default=None, help="with --freeze-backbone")
     t.add_argument("--no-class-weights", action="store_true", help="do not weight classes by inverse frequency")
     t.add_argument(
+        "--balance",
+        choices=("source",),
+        default=None,
+        help="'source': each data folder (and the self-blended fakes) gets an equal share of every epoch",
+    )
+    t.add_argument(
         "--faces",
         action=argparse.BooleanOptionalAction,
         default=False,

@@ -104,6 +104,7 @@ def run_train(args: argparse.Namespace) -> int:
         freeze_backbone=args.freeze_backbone,
         unfreeze_at_epoch=args.unfreeze_at_epoch,
         class_weights=None if args.no_class_weights else "balanced",
+        balance=args.balance,
         precision=args.precision,
         grad_clip=args.grad_clip if args.grad_clip and args.grad_clip > 0 else None,
         augment=None if args.no_augment else AugmentConfig(),

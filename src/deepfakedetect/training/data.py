@@ -372,6 +372,37 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int, int]]):
     def __len__(self) -> int:
         return len(self._y)
 
+    def source_weights(self) -> tuple[np.ndarray, dict[str, int]]:
+        """Sampling weights that give each source the same share of an epoch.
+
+        A source is the data folder an item was found under; the self-blended fakes are
+        one source more. Each class a source has gets an equal part of its share, so a
+        folder of 360 reals and 120 fakes weighs as much as one of 4,200 files, and its
+        fakes as much as its reals.
+
+        Returns:
+            The weights (one per item, summing to 1) and the number of items of each
+            source, by name (the folder's path, or ``"self-blended fakes"``).
+
+        Example:
+            >>> prep = PreparedImages([Sample(Path("a/real/1.jpg"), "real", Path("a")),
+            ...                        Sample(Path("a/fake/2.jpg"), "fake", Path("a")),
+            ...                        Sample(Path("b/real/3.jpg"), "real", Path("b"))],
+            ...                       np.zeros((3, 16, 16, 3), np.uint8), PreprocessConfig(input_size=16))
+            >>> ImageDataset(prep).source_weights()[0].tolist()
+            [0.25, 0.25, 0.5]
+        """
+        keys = [str(s.root) for s in self.prepared.samples] + ["self-blended fakes"] * len(self._blend_of)
+        names = sorted(set(keys))
+        counts = {(k, y): 0 for k in names for y in (0, 1)}
+        for k, y in zip(keys, self._y.tolist()):
+            counts[k, y] += 1
+        weights = np.empty(len(keys), dtype=np.float64)
+        for i, (k, y) in enumerate(zip(keys, self._y.tolist())):
+            classes = (counts[k, 0] > 0) + (counts[k, 1] > 0)
+            weights[i] = 1.0 / (len(names) * classes * counts[k, y])
+        return weights, {k: counts[k, 0] + counts[k, 1] for k in names}
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int, int]:
         n = len(self.prepared)
         blend = i >= n

@@ -76,12 +76,19 @@ class ShardSampler(Sampler[int]):
     """Each process's share of an epoch, like ``DistributedSampler``.
 
     Training (``shuffle=True``): a permutation seeded by ``(seed, epoch)``, padded by
-    repeating its start to a multiple of the world size, dealt round-robin. Evaluation:
-    ``range(rank, n, world)``, no padding.
+    repeating its start to a multiple of the world size, dealt round-robin. With
+    ``weights`` (one per item, any positive scale), the epoch is instead ``n`` draws with
+    replacement in proportion to them, the same in every process, dealt the same way.
+    Evaluation: ``range(rank, n, world)``, no padding.
     """
 
-    def __init__(self, n: int, *, rank: int, world: int, shuffle: bool, seed: int) -> None:
+    def __init__(
+        self, n: int, *, rank: int, world: int, shuffle: bool, seed: int, weights: np.ndarray | None = None
+    ) -> None:
         self.n, self.rank, self.world, self.shuffle, self.seed = n, rank, world, shuffle, seed
+        self.weights = None if weights is None else torch.as_tensor(np.asarray(weights, dtype=np.float64))
+        if self.weights is not None and (self.weights.shape != (n,) or not bool((self.weights >= 0).all())):
+            raise ValueError(f"weights must be {n} non-negative numbers, got shape {tuple(self.weights.shape)}")
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -92,7 +99,10 @@ class ShardSampler(Sampler[int]):
             return list(range(self.rank, self.n, self.world))
         g = torch.Generator()
         g.manual_seed(epoch_seed(self.seed, self.epoch))
-        order = torch.randperm(self.n, generator=g).tolist()
+        if self.weights is not None:
+            order = torch.multinomial(self.weights, self.n, replacement=True, generator=g).tolist()
+        else:
+            order = torch.randperm(self.n, generator=g).tolist()
         total = math.ceil(self.n / self.world) * self.world
         order += order[: total - self.n]
         return order[self.rank : total : self.world]

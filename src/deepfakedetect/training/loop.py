@@ -46,6 +46,7 @@ class EpochLoop:
     amp: torch.dtype | None
     backbone_params: list[nn.Parameter]
     train_sampler: ShardSampler
+    sample_weights: np.ndarray | None
     num_outputs: int
     fake_index: int
     flip: bool
@@ -54,12 +55,17 @@ class EpochLoop:
     step: int
     show_progress: bool
 
-    def _criterion(self, y: np.ndarray) -> nn.Module:
+    def _criterion(self, y: np.ndarray, sample_weights: np.ndarray | None = None) -> nn.Module:
+        """The loss; ``"balanced"`` class weights from the classes' shares of an epoch.
+
+        The shares are the label counts, or with ``sample_weights`` (drawn in proportion
+        to them) the classes' parts of the weights.
+        """
         t = self.t
-        n_fake = int(y.sum())
-        n_real = len(y) - n_fake
+        w = np.ones(len(y)) if sample_weights is None else np.asarray(sample_weights, dtype=np.float64)
+        share_fake = float(w[y == 1].sum() / w.sum())
         if t.class_weights == "balanced":
-            w_fake, w_real = len(y) / (2.0 * n_fake), len(y) / (2.0 * n_real)
+            w_fake, w_real = 1.0 / (2.0 * share_fake), 1.0 / (2.0 * (1.0 - share_fake))
         elif isinstance(t.class_weights, dict):
             w_fake, w_real = float(t.class_weights["fake"]), float(t.class_weights["real"])
         else:

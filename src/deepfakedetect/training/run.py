@@ -196,6 +196,7 @@ class Run(EpochLoop):
             "world_size": self.dist.world,
             "seed": self.t.seed,
             "optimizer": self.t.optimizer,
+            "balance": self.t.balance,
         }
         state = self._restore(fingerprint) if resume else _State()
         start_epoch = state.epoch
@@ -225,7 +226,16 @@ class Run(EpochLoop):
         train_ds = ImageDataset(train_p, augment=augment, seed=t.seed, self_blend=t.self_blend)
         val_ds = ImageDataset(val_p)
         rank, world = self.dist.rank, self.dist.world
-        self.train_sampler = ShardSampler(len(train_ds), rank=rank, world=world, shuffle=True, seed=t.seed)
+        self.sample_weights: np.ndarray | None = None
+        if t.balance == "source":
+            self.sample_weights, sizes = train_ds.source_weights()
+            logger.info(
+                "balancing %d sources, an equal share of each epoch: %s", len(sizes),
+                ", ".join(f"{Path(k).name if k.startswith('/') else k} ({n} images)" for k, n in sizes.items()),
+            )  # fmt: skip
+        self.train_sampler = ShardSampler(
+            len(train_ds), rank=rank, world=world, shuffle=True, seed=t.seed, weights=self.sample_weights
+        )
         val_sampler = ShardSampler(len(val_ds), rank=rank, world=world, shuffle=False, seed=t.seed)
         shard = len(self.train_sampler)
         # A last batch of one breaks batch norm in training mode.
@@ -246,7 +256,7 @@ class Run(EpochLoop):
         t, model = self.t, self.model
         self.head = last_linear(model)[2]
         head_ids = {id(p) for p in self.head.parameters()}
-        self.criterion = self._criterion(y_train)
+        self.criterion = self._criterion(y_train, self.sample_weights)
         groups = [
             {"params": [p for p in model.parameters() if p.ndim > 1], "weight_decay": t.weight_decay, "base_lr": t.lr},
             {"params": [p for p in model.parameters() if p.ndim <= 1], "weight_decay": 0.0, "base_lr": t.lr},

@@ -116,6 +116,12 @@ class Trainer:
             whole network starts training (staged fine-tuning).
         class_weights: ``"balanced"`` (weight classes by inverse frequency), ``None``,
             or ``{"real": w, "fake": w}``.
+        balance: ``None`` (default: every training image once an epoch) or
+            ``"source"``: each data folder given to :meth:`fit` (and the self-blended
+            fakes, as one more) gets the same share of an epoch, half of it to each of
+            its classes, drawn with replacement; an epoch keeps its number of images. So
+            a small folder (120 GAN fakes) is not drowned by a large one (4,200 face
+            swaps). ``"balanced"`` class weights then follow the drawn shares.
         precision: ``"auto"`` (bf16 autocast on CPUs with native bf16 and on GPUs,
             else fp32), ``"fp32"``, ``"bf16"``, or ``"fp16"`` (CUDA only, with loss scaling).
         grad_clip: Maximum gradient norm, or ``None`` for no clipping.
@@ -183,6 +189,7 @@ class Trainer:
         freeze_backbone: bool = False,
         unfreeze_at_epoch: int | None = None,
         class_weights: str | dict[str, float] | None = "balanced",
+        balance: str | None = None,
         precision: str = "auto",
         grad_clip: float | None = 1.0,
         augment: AugmentConfig | None = AugmentConfig(),  # noqa: B008 - frozen dataclass
@@ -245,6 +252,8 @@ class Trainer:
                 _check_number(f"class_weights[{k!r}]", v, 1e-6, 1e6)
         elif class_weights not in ("balanced", None):
             raise ConfigError(f"class_weights must be 'balanced', None or {{'real': w, 'fake': w}}, got {class_weights!r}")
+        if balance not in (None, "source"):
+            raise ConfigError(f"balance must be None or 'source', got {balance!r}")
         if faces is not None and not isinstance(faces, (bool, FaceConfig)):
             raise ConfigError(f"faces must be True, False, None or a FaceConfig, got {faces!r}")
         if isinstance(backbone, str) and weights is not None and not isinstance(weights, (str, os.PathLike)):
@@ -261,6 +270,7 @@ class Trainer:
         self.freeze_backbone = freeze_backbone
         self.unfreeze_at_epoch = unfreeze_at_epoch
         self.class_weights = class_weights
+        self.balance = balance
         self.precision = precision
         self.grad_clip = grad_clip
         self.augment = augment
@@ -307,6 +317,7 @@ class Trainer:
             "freeze_backbone": self.freeze_backbone,
             "unfreeze_at_epoch": self.unfreeze_at_epoch,
             "class_weights": self.class_weights,
+            "balance": self.balance,
             "precision": self.precision,
             "grad_clip": self.grad_clip,
             "augment": self.augment.to_dict() if self.augment is not None else None,
