@@ -281,6 +281,19 @@ def test_frozen_backbone_trains_only_the_head_then_unfreezes(data_dir: Path) -> 
     assert not torch.equal(after2["conv1.0.weight"], after1["conv1.0.weight"])
 
 
+@pytest.mark.parametrize("input_size, expected", [(None, (SIZE, 36)), (48, (48, 54))])
+def test_fine_tuning_a_detector_keeps_or_changes_its_input_size_and_records_the_one_used(
+    data_dir: Path, input_size: int | None, expected: tuple[int, int]
+) -> None:
+    det = Detector.from_backbone(BACKBONE, weights=None, input_size=SIZE, resize_size=36)
+    result = Trainer(det, epochs=1, batch_size=8, progress=False, precision="fp32", augment=None, calibrate=False,
+                     input_size=input_size).fit(data_dir)  # fmt: skip
+    pre = result.detector.config.preprocess
+    assert (pre.input_size, pre.resize_size) == expected
+    assert result.detector.config.training["input_size"] == expected[0]
+    assert result.detector.score_arrays([np.zeros((60, 60, 3), np.uint8)]).shape == (1,)
+
+
 def test_face_stage_trains_on_the_largest_face_crop_and_skips_images_without_one(tmp_path: Path) -> None:
     from deepfakedetect.training.data import find_dataset, prepare_images
 

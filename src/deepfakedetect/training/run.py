@@ -116,13 +116,21 @@ class Run(EpochLoop):
         t = self.t
         if isinstance(t.backbone, Detector):
             det = t.backbone
+            pre = det.config.preprocess
+            if t.input_size is not None and t.input_size != pre.input_size:
+                # Fine-tuned at another size: the network is the same, the inputs change.
+                resize = max(t.input_size, round(pre.resize_size * t.input_size / pre.input_size))
+                pre = dataclasses.replace(pre, input_size=t.input_size, resize_size=resize)
+                logger.info("fine-tuning at %d px (the detector was %d px)", t.input_size, det.config.preprocess.input_size)
+            if pre != det.config.preprocess:
+                det = det.with_config(det.config.replace(preprocess=pre))
             if t.face_detector is not None:
                 det = Detector(det.model, det.config, device=self.device, face_detector=t.face_detector)
             else:
                 det.to(self.device)
             return det
         det = Detector.from_backbone(
-            t.backbone, weights=t.weights, input_size=t.input_size, faces=t.faces, device=self.device
+            t.backbone, weights=t.weights, input_size=t.effective_input_size, faces=t.faces, device=self.device
         )
         if t.face_detector is not None:
             det = Detector(det.model, det.config, device=self.device, face_detector=t.face_detector)

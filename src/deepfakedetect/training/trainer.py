@@ -95,8 +95,8 @@ class Trainer:
     Args:
         backbone: A torchvision classification model name (``"resnet50"``, see
             ``list_backbones()``), or an existing :class:`Detector` to fine-tune in
-            place (its own preprocessing and face settings are used; ``weights``,
-            ``input_size`` and ``faces`` are then ignored).
+            place (its own preprocessing and face settings are used, and ``weights``
+            and ``faces`` are ignored; ``input_size`` may change its input size).
         weights: Starting weights of a named backbone: ``"imagenet"`` (default;
             downloaded by torchvision once), ``None`` (random), a torchvision weights
             name, or a ``.safetensors`` file.
@@ -134,7 +134,9 @@ class Trainer:
             swaps and reenactments share, which carries over to methods and people
             not in the training data. 0 (default) turns it off; 1 adds one per real.
             The mask assumes face crops (the face stage on) or face-centred photos.
-        input_size: Side of the square input.
+        input_size: Side of the square input: 224 by default for a new detector; when
+            fine-tuning a :class:`Detector`, ``None`` (default) keeps its size, and
+            another size trains (and ships) it at that size, its resize scaled alike.
         faces: Face stage of a new detector: ``None``/``False`` (whole images),
             ``True`` or a :class:`FaceConfig`. With faces on, training images are cropped
             to their largest face exactly as inference crops them.
@@ -194,7 +196,7 @@ class Trainer:
         grad_clip: float | None = 1.0,
         augment: AugmentConfig | None = AugmentConfig(),  # noqa: B008 - frozen dataclass
         self_blend: float = 0.0,
-        input_size: int = 224,
+        input_size: int | None = None,
         faces: bool | FaceConfig | None = None,
         face_detector: Callable[..., Any] | None = None,
         select_metric: str = "val_auc",
@@ -219,7 +221,7 @@ class Trainer:
         _check_positive_int("num_workers", num_workers, minimum=0)
         _check_positive_int("early_stopping_patience", early_stopping_patience, allow_none=True)
         _check_positive_int("unfreeze_at_epoch", unfreeze_at_epoch, allow_none=True)
-        _check_positive_int("input_size", input_size, minimum=16)
+        _check_positive_int("input_size", input_size, minimum=16, allow_none=True)
         if optimizer not in _OPTIMIZERS:
             raise ConfigError(f"optimizer must be one of {', '.join(_OPTIMIZERS)}, got {optimizer!r}")
         if scheduler not in _SCHEDULERS:
@@ -297,6 +299,13 @@ class Trainer:
         name = self.backbone if isinstance(self.backbone, str) else repr(self.backbone)
         return f"Trainer(backbone={name!r}, epochs={self.epochs}, batch_size={self.batch_size}, lr={self.lr:g})"
 
+    @property
+    def effective_input_size(self) -> int:
+        """The input size training uses: ``input_size``, else the detector's own or 224."""
+        if self.input_size is not None:
+            return self.input_size
+        return self.backbone.config.preprocess.input_size if isinstance(self.backbone, Detector) else 224
+
     def settings(self) -> dict[str, Any]:
         """The training settings as a JSON-ready dict (recorded in ``config.training``)."""
         return {
@@ -322,7 +331,7 @@ class Trainer:
             "grad_clip": self.grad_clip,
             "augment": self.augment.to_dict() if self.augment is not None else None,
             "self_blend": self.self_blend,
-            "input_size": self.input_size,
+            "input_size": self.effective_input_size,
             "select_metric": self.select_metric,
             "early_stopping_patience": self.early_stopping_patience,
             "seed": self.seed,
