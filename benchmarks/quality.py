@@ -6,9 +6,9 @@ protocol runs and prints a Markdown table::
     python benchmarks/quality.py --shared ../shared --out runs/quality
     python benchmarks/quality.py --shared ../shared --out runs/quality --runs default,v4 --train-only
 
-The candidates (``v2``, ``v3``, ``v4``) are chosen between on validation data by
-``quality_select.py``, scored on test once by ``quality_eval.py`` and shipped by
-``quality_card.py``.
+The candidates (``v2`` to ``v6``, and weight averages of them made by
+``quality_soup.py``) are chosen between on validation data by ``quality_select.py``,
+scored on test once by ``quality_eval.py`` and shipped by ``quality_card.py``.
 
 Runs whose model folder already exists are reused (delete the folder, or pass
 ``--force``, to train again); an interrupted training resumes from its checkpoint.
@@ -82,6 +82,12 @@ V3_LR = 5e-5
 # The "v4" recipe: v2's data, epochs and learning rate from the same start, with the 0.1
 # model's milder augmentation (AugmentConfig() defaults): does v2's stronger blur and JPEG
 # cost the fine cues of GAN faces and FF++ frames?
+# The "v5" recipe: v4 for 5 epochs instead of 6. It was meant to train at 160 px, but the
+# Trainer then kept a fine-tuned Detector's own input size (128 px), so this is what it ran.
+V5_EPOCHS = 5
+# The "v6" recipe: v4 with per-source balanced sampling (Trainer(balance="source")) instead
+# of repeated StyleGAN2 fakes: LFW, StyleGAN2, SD 2.1, FF++ frames and the self-blended
+# fakes each get a fifth of every epoch.
 
 NO_JPEG = AugmentConfig(jpeg_p=0.0)
 FACES = FaceConfig(enabled=True, margin=1.3, min_confidence=0.8, select="all", reduce="max")
@@ -135,6 +141,16 @@ def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str,
             common, epochs=V2_EPOCHS, backbone="init", init="default", weights=None, faces=FACES, augment=AugmentConfig(),
             data="v2", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
             title="v4: as v2, with the 0.1 model's milder augmentation",
+        ),
+        "v5": dict(
+            common, epochs=V5_EPOCHS, backbone="init", init="default", weights=None, faces=FACES,
+            augment=AugmentConfig(), data="v2", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
+            title=f"v5: v4 for {V5_EPOCHS} epochs",
+        ),
+        "v6": dict(
+            common, epochs=V2_EPOCHS, backbone="init", init="default", weights=None, faces=FACES, augment=AugmentConfig(),
+            data="v6", per_source=True, balance="source", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
+            title="v6: v4 with each source an equal share of every epoch (StyleGAN2 fakes not repeated)",
         ),
         "default_sg1": dict(
             common, backbone="mobilenet_v2", weights=mnv2, faces=FACES, augment=AugmentConfig(), data="all_sg1",
@@ -299,6 +315,8 @@ def prepare_v2(shared: Path, work: Path) -> None:
       Trainer never scores a test file): LFW, StyleGAN2 (training fakes repeated
       ``V2_STYLEGAN_FAKE_REPEAT`` times), SD 2.1 and the FF++ frames.
     - ``v3``: the same, with the StyleGAN2 training fakes repeated ``V3_STYLEGAN_FAKE_REPEAT`` times.
+    - ``v6``: the same files, StyleGAN2 fakes once, one folder per source (``lfw``,
+      ``stylegan``, ``sd21``, ``ffpp2_frames``), for ``Trainer(balance="source")``.
     """
     data = work / "data"
     lfw = shared / "data" / "faces" / "lfw_faceswap"
@@ -359,6 +377,16 @@ def prepare_v2(shared: Path, work: Path) -> None:
     for name, repeat in (("v2", V2_STYLEGAN_FAKE_REPEAT), ("v3", V3_STYLEGAN_FAKE_REPEAT)):
         _rebuild(data / name, f"{name}: lfw, stylegan (train fakes x{repeat}), sd21, {frames}", lambda f, r=repeat: combined(f, r))
 
+    def per_source(folder: Path) -> None:
+        for split in ("train", "val"):
+            for p in sorted((lfw / split).glob("*/*.jpg")):
+                _link(p, folder / "lfw" / split / p.parent.name / p.name)
+            for src_name in ("stylegan", "sd21", "ffpp2_frames"):
+                for p in sorted((data / src_name / split).glob("*/*.jpg")):
+                    _link(p, folder / src_name / split / p.parent.name / p.name)
+
+    _rebuild(data / "v6", f"v6: one folder per source (lfw, stylegan, sd21, ffpp2_frames), {frames}", per_source)
+
 
 # ---------------------------------------------------------------------- runs
 def train(name: str, spec: dict[str, Any], work: Path, *, force: bool, init: Path | None = None) -> Detector:
@@ -369,13 +397,16 @@ def train(name: str, spec: dict[str, Any], work: Path, *, force: bool, init: Pat
         return Detector.from_pretrained(out)
     spec = dict(spec)
     spec.pop("title")
-    data = work / "data" / spec.pop("data")
+    data: Path | list[Path] = work / "data" / spec.pop("data")
+    if spec.pop("per_source", False):  # one data folder per source, for balance="source"
+        data = sorted(p for p in data.iterdir() if p.is_dir())
     if spec["backbone"] == "init":  # fine-tune a trained model: --init, else the run named by "init"
         start = init if init is not None else work / spec["init"]
         if not (start / "config.json").is_file():
             raise SystemExit(f"{name} starts from the model in {start}: train that run first (--runs {spec['init']},{name})")
         spec["backbone"] = Detector.from_pretrained(start)
         spec.pop("weights")
+        spec["input_size"] = None  # the start model's own size (the 0.1 model: 128 px), whatever --input-size says
     spec.pop("init", None)
     t0 = time.time()
     ran: list[dict[str, Any]] = []
@@ -438,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         metavar="DIR",
-        help="the model the v2 and v4 runs fine-tune (default: the 'default' run's folder, the 0.1 model); "
+        help="the model the v2, v4, v5 and v6 runs fine-tune (default: the 'default' run's folder, the 0.1 model); "
         "the shipped v4 started from the 0.1 default model as shipped (src/deepfakedetect/_default_model "
         "as of commit 9148931)",
     )
@@ -453,8 +484,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in specs]
     if unknown:
         parser.error(f"unknown runs {unknown}; known: {', '.join(specs)}")
-    prepare(args.shared, args.out, ffpp=any(specs[n]["data"] not in ("v2", "v3") for n in names))
-    if any(specs[n]["data"] in ("v2", "v3") for n in names):
+    prepare(args.shared, args.out, ffpp=any(specs[n]["data"] not in ("v2", "v3", "v6") for n in names))
+    if any(specs[n]["data"] in ("v2", "v3", "v6") for n in names):
         prepare_v2(args.shared, args.out)
     data = args.out / "data"
     results = {}
