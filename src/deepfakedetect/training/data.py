@@ -54,6 +54,8 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
+SELF_BLENDED = "self-blended fakes"  # the name of the self-blended fakes as a source
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
@@ -382,7 +384,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int, int]]):
 
         Returns:
             The weights (one per item, summing to 1) and the number of items of each
-            source, by name (the folder's path, or ``"self-blended fakes"``).
+            source, by name (the folder's path, or ``SELF_BLENDED``: ``"self-blended fakes"``).
 
         Example:
             >>> prep = PreparedImages([Sample(Path("a/real/1.jpg"), "real", Path("a")),
@@ -392,7 +394,7 @@ class ImageDataset(Dataset[tuple[torch.Tensor, int, int]]):
             >>> ImageDataset(prep).source_weights()[0].tolist()
             [0.25, 0.25, 0.5]
         """
-        keys = [str(s.root) for s in self.prepared.samples] + ["self-blended fakes"] * len(self._blend_of)
+        keys = [str(s.root) for s in self.prepared.samples] + [SELF_BLENDED] * len(self._blend_of)
         names = sorted(set(keys))
         counts = {(k, y): 0 for k in names for y in (0, 1)}
         for k, y in zip(keys, self._y.tolist()):

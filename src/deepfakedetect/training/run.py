@@ -41,6 +41,7 @@ from deepfakedetect.training.checkpoint import (
     write_checkpoint,
 )
 from deepfakedetect.training.data import (
+    SELF_BLENDED,
     ImageDataset,
     PreparedImages,
     Sample,
@@ -239,7 +240,7 @@ class Run(EpochLoop):
             self.sample_weights, sizes = train_ds.source_weights()
             logger.info(
                 "balancing %d sources, an equal share of each epoch: %s", len(sizes),
-                ", ".join(f"{Path(k).name if k.startswith('/') else k} ({n} images)" for k, n in sizes.items()),
+                ", ".join(f"{k if k == SELF_BLENDED else Path(k).name} ({n} images)" for k, n in sizes.items()),
             )  # fmt: skip
         self.train_sampler = ShardSampler(
             len(train_ds), rank=rank, world=world, shuffle=True, seed=t.seed, weights=self.sample_weights
