@@ -136,7 +136,8 @@ class Trainer:
             The mask assumes face crops (the face stage on) or face-centred photos.
         input_size: Side of the square input: 224 by default for a new detector; when
             fine-tuning a :class:`Detector`, ``None`` (default) keeps its size, and
-            another size trains (and ships) it at that size, its resize scaled alike.
+            another size trains (and ships) it at that size, its resize scaled alike
+            (use the returned detector: the one passed in keeps its old config).
         faces: Face stage of a new detector: ``None``/``False`` (whole images),
             ``True`` or a :class:`FaceConfig`. With faces on, training images are cropped
             to their largest face exactly as inference crops them.
