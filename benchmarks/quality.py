@@ -88,6 +88,9 @@ V5_EPOCHS = 5
 # The "v6" recipe: v4 with per-source balanced sampling (Trainer(balance="source")) instead
 # of repeated StyleGAN2 fakes: LFW, StyleGAN2, SD 2.1, FF++ frames and the self-blended
 # fakes each get a fifth of every epoch.
+# The "v7" recipe: v4 fine-tuned at 160 px (what v5 was meant to be): GAN and blending
+# traces are fine detail that 128 px face crops shrink away.
+V7_INPUT_SIZE = 160
 
 NO_JPEG = AugmentConfig(jpeg_p=0.0)
 FACES = FaceConfig(enabled=True, margin=1.3, min_confidence=0.8, select="all", reduce="max")
@@ -151,6 +154,11 @@ def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str,
             common, epochs=V2_EPOCHS, backbone="init", init="default", weights=None, faces=FACES, augment=AugmentConfig(),
             data="v6", per_source=True, balance="source", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
             title="v6: v4 with each source an equal share of every epoch (StyleGAN2 fakes not repeated)",
+        ),
+        "v7": dict(
+            common, epochs=V2_EPOCHS, backbone="init", init="default", weights=None, faces=FACES, augment=AugmentConfig(),
+            fine_tune_size=V7_INPUT_SIZE, data="v2", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
+            title=f"v7: v4 at {V7_INPUT_SIZE} px",
         ),
         "default_sg1": dict(
             common, backbone="mobilenet_v2", weights=mnv2, faces=FACES, augment=AugmentConfig(), data="all_sg1",
@@ -406,7 +414,9 @@ def train(name: str, spec: dict[str, Any], work: Path, *, force: bool, init: Pat
             raise SystemExit(f"{name} starts from the model in {start}: train that run first (--runs {spec['init']},{name})")
         spec["backbone"] = Detector.from_pretrained(start)
         spec.pop("weights")
-        spec["input_size"] = None  # the start model's own size (the 0.1 model: 128 px), whatever --input-size says
+        # The start model's own size (the 0.1 model: 128 px) whatever --input-size says,
+        # unless the run names another.
+        spec["input_size"] = spec.pop("fine_tune_size", None)
     spec.pop("init", None)
     t0 = time.time()
     ran: list[dict[str, Any]] = []
@@ -469,7 +479,7 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         default=None,
         metavar="DIR",
-        help="the model the v2, v4, v5 and v6 runs fine-tune (default: the 'default' run's folder, the 0.1 model); "
+        help="the model the v2, v4, v5, v6 and v7 runs fine-tune (default: the 'default' run's folder, the 0.1 model); "
         "the shipped v4 started from the 0.1 default model as shipped (src/deepfakedetect/_default_model "
         "as of commit 9148931)",
     )
