@@ -57,6 +57,7 @@ def test_train_and_evaluate_from_the_command_line(
     code = run_cli([
         "train", str(data_dir), "--backbone", "shufflenet_v2_x0_5", "--weights", "none", "--epochs", "2",
         "--batch-size", "8", "--input-size", "32", "--precision", "fp32", "--no-progress", "--out", str(out),
+        "--balance", "source",
     ])  # fmt: skip
     assert code == 0
     text = capsys.readouterr().out
@@ -64,6 +65,7 @@ def test_train_and_evaluate_from_the_command_line(
     loaded = Detector.from_pretrained(out)
     assert loaded.config.training["epochs_completed"] == 2
     assert loaded.config.training["init_weights"] is None
+    assert loaded.config.training["balance"] == "source"
 
     roc = tmp_path / "roc.png"
     assert run_cli(["evaluate", str(out), str(data_dir), "--json", "--roc", str(roc), "--no-progress"]) == 0
@@ -82,6 +84,7 @@ def test_train_and_evaluate_from_the_command_line(
     assert run_cli([
         "train", str(data_dir), "--backbone", "shufflenet_v2_x0_5", "--weights", "none", "--epochs", "2",
         "--batch-size", "8", "--input-size", "32", "--precision", "fp32", "--out", str(out), "--resume", "--json",
+        "--balance", "source",
     ]) == 0  # fmt: skip
     doc = json.loads(capsys.readouterr().out)
     assert [h["epoch"] for h in doc["history"]] == [1, 2]
