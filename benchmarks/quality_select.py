@@ -157,8 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             if key in results:
                 continue
             det_cfg = Detector.from_pretrained(path or None, device="cpu").config
-            if det_cfg.faces != first.config.faces or det_cfg.preprocess != first.config.preprocess:
-                raise SystemExit(f"{name}: face or preprocessing settings differ from the default model's; faces cannot be shared")
+            # The face detector sees the decoded image, not the classifier's input: models of
+            # another input size share its findings, models of other face settings cannot.
+            if det_cfg.faces != first.config.faces:
+                raise SystemExit(f"{name}: face settings differ from the default model's; faces cannot be shared")
             cal, res = run_one(path or None, flip, faces, args)
             res["load_average"] = os.getloadavg()
             results[key] = res
