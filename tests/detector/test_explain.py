@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from deepfakedetect import ConfigError, Detector, FaceConfig, InputError, NoFacesError
-from deepfakedetect.models.preprocess import resize_and_crop
 from deepfakedetect.explain import (
     Explanation,
     colormap_jet,
@@ -20,6 +19,7 @@ from deepfakedetect.explain import (
     find_target_layer,
 )
 from deepfakedetect.faces.detectors import Face
+from deepfakedetect.models.preprocess import resize_and_crop
 
 
 def _image(seed: int, size: tuple[int, int] = (90, 120)) -> np.ndarray:

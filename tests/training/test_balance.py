@@ -72,9 +72,11 @@ def test_balanced_class_weights_follow_the_drawn_shares() -> None:
     # Drawn equally by class: no class weighting left to do.
     even = np.where(y == 1, 1 / 4, 1 / 12)
     assert run._criterion(y, even).weight.tolist() == pytest.approx([1.0, 1.0])
-    # Fakes drawn a quarter of the time: weighted as 2 fakes among 8 are without weights.
-    quarter = np.where(y == 1, 1 / 8, 1 / 8)
-    assert run._criterion(y, quarter).weight.tolist() == pytest.approx(run._criterion(y).weight.tolist())
+    # Fakes drawn three quarters of the time (a quarter by count): fakes weigh 1 / (2 * 3/4),
+    # reals 1 / (2 * 1/4), where the counts alone would give the opposite (2 and 2/3).
+    three_quarters = np.where(y == 1, 3 / 8, 1 / 24)
+    assert run._criterion(y, three_quarters).weight.tolist() == pytest.approx([2 / 3, 2.0])
+    assert run._criterion(y).weight.tolist() == pytest.approx([2.0, 2 / 3])
 
 
 def test_training_on_two_folders_balances_them_and_records_it(
