@@ -13,8 +13,8 @@ its wall time), one after the other in the same run:
   resized to 224x224, and a ResNet-50 in plain fp32 eager mode classifies every frame
   (batches of 32); the verdict is the mean score.
 - **default pipeline**: ``Detector.from_pretrained().detect_video(path)`` (the shipped
-  default model, ``shipped``) and ``Detector.from_backbone(B, faces=True).detect_video(path)``
-  for other backbones: probe, 32 uniformly spread frames decoded by ffmpeg (only those,
+  default model, ``shipped``), ``Detector.from_pretrained(DIR)`` for a trained model's folder,
+  and ``Detector.from_backbone(B, faces=True).detect_video(path)`` for other backbones: probe, 32 uniformly spread frames decoded by ffmpeg (only those,
   scaled in ffmpeg), RetinaFace face crops, ``precision="auto"`` (channels-last, BatchNorm
   folded, bf16 autocast where the CPU has native bf16), the model's aggregator.
 - with ``--baseline-src DIR``: the default pipeline run from another source tree (an
@@ -38,6 +38,7 @@ Usage::
     PYTHONPATH=src .venv/bin/python benchmarks/video.py --full     # adds the 30-minute video
     PYTHONPATH=src .venv/bin/python benchmarks/video.py --skip-original --runs 3 --warm --baseline-src ../old/src
     PYTHONPATH=src .venv/bin/python benchmarks/video.py --skip-original --runs 3 --warm --samplers uniform,keyframes
+    PYTHONPATH=src .venv/bin/python benchmarks/video.py --skip-original --runs 3 --backbones shipped,runs/quality/v8
 """
 
 from __future__ import annotations
@@ -222,8 +223,14 @@ def worker_default(video: Path, backbone: str, *, src: Path, warm: bool, sampler
     sys.path.insert(0, str(src))
     from deepfakedetect import Detector
 
-    # "shipped": the default model itself (MobileNetV2 on 128 px face crops, every face scored).
-    det = Detector.from_pretrained() if backbone == "shipped" else Detector.from_backbone(backbone, faces=True)
+    # "shipped": the default model itself (MobileNetV2 on 128 px face crops, every face scored);
+    # a folder with a config.json: that trained model; else a torchvision backbone, random weights.
+    if backbone == "shipped":
+        det = Detector.from_pretrained()
+    elif (Path(backbone) / "config.json").is_file():
+        det = Detector.from_pretrained(backbone)
+    else:
+        det = Detector.from_backbone(backbone, faces=True)
     t_model = time.perf_counter()
     v = det.detect_video(video, sampler=sampler, progress=False)
     end = time.perf_counter()
@@ -280,8 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--backbones",
         default="shipped,resnet50",
-        help="models of the default pipeline: 'shipped' (Detector.from_pretrained(), the default model) "
-        "or torchvision backbones with random weights",
+        help="models of the default pipeline: 'shipped' (Detector.from_pretrained(), the default model), "
+        "a trained model's folder, or torchvision backbones with random weights",
     )
     p.add_argument("--runs", type=int, default=2, help="runs of each default pipeline (median reported)")
     p.add_argument("--skip-original", action="store_true", help="skip the original way (about 150-300 s)")
