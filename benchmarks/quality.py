@@ -88,8 +88,8 @@ V5_EPOCHS = 5
 # The "v6" recipe: v4 with per-source balanced sampling (Trainer(balance="source")) instead
 # of repeated StyleGAN2 fakes: LFW, StyleGAN2, SD 2.1, FF++ frames and the self-blended
 # fakes each get a fifth of every epoch.
-# The "v7" recipe: v4's recipe at 160 px, from the same 0.1 model (what v5 was meant to be): GAN and blending
-# traces are fine detail that 128 px face crops shrink away.
+# The "v7" recipe: v4's recipe at 160 px, from the same 0.1 model (what v5 was meant to be):
+# GAN and blending traces are fine detail that 128 px face crops shrink away.
 V7_INPUT_SIZE = 160
 # The "v8" recipe: v7 with every FF++ training frame (real and fake) shown twice an epoch:
 # v7 gained StyleGAN2 and LFW at 160 px but lost FF++ frame AUC (0.827 -> 0.790).
@@ -97,6 +97,11 @@ V8_FFPP_TRAIN_REPEAT = 2
 # The "v9" recipe: v7 with every second FF++ training frame only, as v8 (FF++ frames x2)
 # lowered the held-out FF++ frame AUC further (0.727): fewer frames of the same identities.
 V9_FFPP_TRAIN_STRIDE = 2
+# The "v10" recipe: v9 with two self-blended fakes per real training image and epoch instead
+# of one: they teach the blending seam, which does not depend on the training people.
+V10_SELF_BLEND = 2.0
+
+V2_DATASETS = ("v2", "v3", "v6", "v8", "v9")  # the data folders prepare_v2 builds
 
 NO_JPEG = AugmentConfig(jpeg_p=0.0)
 FACES = FaceConfig(enabled=True, margin=1.3, min_confidence=0.8, select="all", reduce="max")
@@ -106,7 +111,7 @@ def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str,
     """The trainings of the table. ``data`` names a prepared dataset folder."""
     mnv2 = shared / "weights" / "mobilenet_v2_imagenet1k_v1.safetensors"
     common = {"epochs": epochs, "input_size": input_size, "batch_size": 32, "seed": 0}
-    return {
+    specs = {
         "r18_scratch_nojpeg": dict(
             common, backbone="resnet18", weights=None, faces=False, augment=NO_JPEG, data="lfw",
             title="ResNet-18, scratch, no JPEG aug, whole image",
@@ -166,21 +171,19 @@ def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str,
             fine_tune_size=V7_INPUT_SIZE, data="v2", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
             title=f"v7: v4 at {V7_INPUT_SIZE} px",
         ),
-        "v8": dict(
-            common, epochs=V2_EPOCHS, backbone="init", init="default", weights=None, faces=FACES, augment=AugmentConfig(),
-            fine_tune_size=V7_INPUT_SIZE, data="v8", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
-            title=f"v8: v7 with the FF++ training frames x{V8_FFPP_TRAIN_REPEAT}",
-        ),
-        "v9": dict(
-            common, epochs=V2_EPOCHS, backbone="init", init="default", weights=None, faces=FACES, augment=AugmentConfig(),
-            fine_tune_size=V7_INPUT_SIZE, data="v9", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
-            title=f"v9: v7 with 1 in {V9_FFPP_TRAIN_STRIDE} FF++ training frames",
-        ),
         "default_sg1": dict(
             common, backbone="mobilenet_v2", weights=mnv2, faces=FACES, augment=AugmentConfig(), data="all_sg1",
             self_blend=1.0, title="the same, StyleGAN2 fakes not repeated",
         ),
     }
+    # v8-v10: v7 with one thing changed each.
+    v7 = specs["v7"]
+    specs["v8"] = dict(v7, data="v8", title=f"v8: v7 with the FF++ training frames x{V8_FFPP_TRAIN_REPEAT}")
+    specs["v9"] = dict(v7, data="v9", title=f"v9: v7 with 1 in {V9_FFPP_TRAIN_STRIDE} FF++ training frames")
+    specs["v10"] = dict(
+        specs["v9"], self_blend=V10_SELF_BLEND, title=f"v10: v9 with {V10_SELF_BLEND:g} self-blended fakes per real image"
+    )
+    return specs
 
 
 # ---------------------------------------------------------------------- data
@@ -531,8 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [n for n in names if n not in specs]
     if unknown:
         parser.error(f"unknown runs {unknown}; known: {', '.join(specs)}")
-    prepare(args.shared, args.out, ffpp=any(specs[n]["data"] not in ("v2", "v3", "v6", "v8", "v9") for n in names))
-    if any(specs[n]["data"] in ("v2", "v3", "v6", "v8", "v9") for n in names):
+    prepare(args.shared, args.out, ffpp=any(specs[n]["data"] not in V2_DATASETS for n in names))
+    if any(specs[n]["data"] in V2_DATASETS for n in names):
         prepare_v2(args.shared, args.out)
     data = args.out / "data"
     results = {}

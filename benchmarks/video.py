@@ -13,9 +13,9 @@ its wall time), one after the other in the same run:
   resized to 224x224, and a ResNet-50 in plain fp32 eager mode classifies every frame
   (batches of 32); the verdict is the mean score.
 - **default pipeline**: ``Detector.from_pretrained().detect_video(path)`` (the shipped
-  default model, ``shipped``), ``Detector.from_pretrained(DIR)`` for a trained model's folder,
-  and ``Detector.from_backbone(B, faces=True).detect_video(path)`` for other backbones: probe, 32 uniformly spread frames decoded by ffmpeg (only those,
-  scaled in ffmpeg), RetinaFace face crops, ``precision="auto"`` (channels-last, BatchNorm
+  default model, ``shipped``), ``Detector.from_pretrained(DIR)`` for a trained model's
+  folder, and ``Detector.from_backbone(B, faces=True).detect_video(path)`` for other
+  backbones: probe, 32 uniformly spread frames decoded by ffmpeg (only those, scaled in ffmpeg), RetinaFace face crops, ``precision="auto"`` (channels-last, BatchNorm
   folded, bf16 autocast where the CPU has native bf16), the model's aggregator.
 - with ``--baseline-src DIR``: the default pipeline run from another source tree (an
   older checkout's ``src/``), in the same rounds, for before/after comparisons;
