@@ -15,8 +15,9 @@ its wall time), one after the other in the same run:
 - **default pipeline**: ``Detector.from_pretrained().detect_video(path)`` (the shipped
   default model, ``shipped``), ``Detector.from_pretrained(DIR)`` for a trained model's
   folder, and ``Detector.from_backbone(B, faces=True).detect_video(path)`` for other
-  backbones: probe, 32 uniformly spread frames decoded by ffmpeg (only those, scaled in ffmpeg), RetinaFace face crops, ``precision="auto"`` (channels-last, BatchNorm
-  folded, bf16 autocast where the CPU has native bf16), the model's aggregator.
+  backbones: probe, 32 uniformly spread frames decoded by ffmpeg (only those, scaled in
+  ffmpeg), RetinaFace face crops, ``precision="auto"`` (channels-last, BatchNorm folded,
+  bf16 autocast where the CPU has native bf16), the model's aggregator.
 - with ``--baseline-src DIR``: the default pipeline run from another source tree (an
   older checkout's ``src/``), in the same rounds, for before/after comparisons;
 - with ``--warm``: each default pipeline also calls ``detect_video`` a second time in the
