@@ -111,7 +111,7 @@ def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str,
     """The trainings of the table. ``data`` names a prepared dataset folder."""
     mnv2 = shared / "weights" / "mobilenet_v2_imagenet1k_v1.safetensors"
     common = {"epochs": epochs, "input_size": input_size, "batch_size": 32, "seed": 0}
-    specs = {
+    specs: dict[str, dict[str, Any]] = {
         "r18_scratch_nojpeg": dict(
             common, backbone="resnet18", weights=None, faces=False, augment=NO_JPEG, data="lfw",
             title="ResNet-18, scratch, no JPEG aug, whole image",
@@ -156,28 +156,19 @@ def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str,
             data="v2", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
             title="v4: as v2, with the 0.1 model's milder augmentation",
         ),
-        "v5": dict(
-            common, epochs=V5_EPOCHS, backbone="init", init="default", weights=None, faces=FACES,
-            augment=AugmentConfig(), data="v2", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
-            title=f"v5: v4 for {V5_EPOCHS} epochs",
-        ),
-        "v6": dict(
-            common, epochs=V2_EPOCHS, backbone="init", init="default", weights=None, faces=FACES, augment=AugmentConfig(),
-            data="v6", per_source=True, balance="source", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
-            title="v6: v4 with each source an equal share of every epoch (StyleGAN2 fakes not repeated)",
-        ),
-        "v7": dict(
-            common, epochs=V2_EPOCHS, backbone="init", init="default", weights=None, faces=FACES, augment=AugmentConfig(),
-            fine_tune_size=V7_INPUT_SIZE, data="v2", self_blend=1.0, lr=V2_LR, warmup_epochs=0.5, cache="disk",
-            title=f"v7: v4 at {V7_INPUT_SIZE} px",
-        ),
         "default_sg1": dict(
             common, backbone="mobilenet_v2", weights=mnv2, faces=FACES, augment=AugmentConfig(), data="all_sg1",
             self_blend=1.0, title="the same, StyleGAN2 fakes not repeated",
         ),
     }
-    # v8-v10: v7 with one thing changed each.
-    v7 = specs["v7"]
+    # v5-v10: one thing changed each, from v4 (v5-v7) or v7 (v8-v10).
+    v4 = specs["v4"]
+    specs["v5"] = dict(v4, epochs=V5_EPOCHS, title=f"v5: v4 for {V5_EPOCHS} epochs")
+    specs["v6"] = dict(
+        v4, data="v6", per_source=True, balance="source",
+        title="v6: v4 with each source an equal share of every epoch (StyleGAN2 fakes not repeated)",
+    )  # fmt: skip
+    specs["v7"] = v7 = dict(v4, fine_tune_size=V7_INPUT_SIZE, title=f"v7: v4 at {V7_INPUT_SIZE} px")
     specs["v8"] = dict(v7, data="v8", title=f"v8: v7 with the FF++ training frames x{V8_FFPP_TRAIN_REPEAT}")
     specs["v9"] = dict(v7, data="v9", title=f"v9: v7 with 1 in {V9_FFPP_TRAIN_STRIDE} FF++ training frames")
     specs["v10"] = dict(
