@@ -66,7 +66,7 @@ class Resampler:
         self.n_clusters = {y: len(c) for y, c in self.by_class.items()}
 
     def draw(self, rng: np.random.Generator) -> np.ndarray:
-        parts = []
+        parts: list[np.ndarray] = []
         for _, cl in sorted(self.by_class.items()):
             parts.extend(cl[j] for j in rng.integers(0, len(cl), len(cl)))
         return np.concatenate(parts)
@@ -82,6 +82,8 @@ def main(argv: list[str] | None = None) -> int:
 
     base = load(args.baseline)
     models = {spec.rpartition(":")[2]: load(spec) for spec in args.models}
+    if "baseline" in models:
+        raise SystemExit("'baseline' names the --baseline model in the tables; give the other model another name")
     for name, items in models.items():
         if sorted(items) != sorted(base):
             raise SystemExit(f"{name} was scored on other validation images than the baseline; run both on the same data")
@@ -102,9 +104,9 @@ def main(argv: list[str] | None = None) -> int:
                 draws[name][s].append(a)
             draws[name]["mean"].append(float(np.mean(aucs)))
 
-    def point(name: str, col: str) -> float:
-        aucs = [roc_auc(y[s], score[name][s]) for s in SOURCES]
-        return float(np.mean(aucs)) if col == "mean" else aucs[SOURCES.index(col)]
+    point = {name: {s: roc_auc(y[s], sc[s]) for s in SOURCES} for name, sc in score.items()}
+    for p in point.values():
+        p["mean"] = float(np.mean([p[s] for s in SOURCES]))
 
     def interval(values: list[float] | np.ndarray) -> str:
         lo, hi = np.percentile(values, [5, 95])
@@ -117,8 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| model | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
     for name in score:
-        label = "baseline" if name == "baseline" else name
-        print(f"| {label} | " + " | ".join(f"{point(name, c):.3f} {interval(draws[name][c])}" for c in cols) + " |")
+        print(f"| {name} | " + " | ".join(f"{point[name][c]:.3f} {interval(draws[name][c])}" for c in cols) + " |")
     print("\npaired difference against the baseline (model minus baseline), 90% interval, share of rounds below 0")
     print("| model | " + " | ".join(cols) + " |")
     print("|---|" + "---|" * len(cols))
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         cells = []
         for c in cols:
             d = np.array(draws[name][c]) - np.array(draws["baseline"][c])
-            cells.append(f"{point(name, c) - point('baseline', c):+.3f} [{np.percentile(d, 5):+.3f}, {np.percentile(d, 95):+.3f}] ({np.mean(d < 0):.0%})")
+            cells.append(f"{point[name][c] - point['baseline'][c]:+.3f} [{np.percentile(d, 5):+.3f}, {np.percentile(d, 95):+.3f}] ({np.mean(d < 0):.0%})")
         print(f"| {name} | " + " | ".join(cells) + " |")
     return 0
 
