@@ -102,8 +102,9 @@ V9_FFPP_TRAIN_STRIDE = 2
 V10_SELF_BLEND = 2.0
 # The "v11" recipe: v10 at the 0.1 model's own 128 px: v7-v10 lost FF++ frame AUC at 160 px
 # (0.827 -> 0.79); do the self-blended fakes' gains come without that loss?
-# "v4s1" and "v10s1": v4 and v10 with seed 1 (the order of the data, the augmentation and the
-# self-blends), to measure how much the validation numbers move with training noise alone.
+# "v4s1", "v4s2" and "v10s1": v4 with seeds 1 and 2 and v10 with seed 1 (the order of the data,
+# the augmentation and the self-blends), to measure how much the validation numbers move with
+# training noise alone.
 
 V2_DATASETS = ("v2", "v3", "v6", "v8", "v9")  # the data folders prepare_v2 builds
 
@@ -180,8 +181,8 @@ def run_specs(shared: Path, input_size: int, epochs: int) -> dict[str, dict[str,
     )
     specs["v11"] = {k: v for k, v in specs["v10"].items() if k != "fine_tune_size"}
     specs["v11"]["title"] = "v11: v10 at 128 px"
-    for name in ("v4", "v10"):
-        specs[f"{name}s1"] = dict(specs[name], seed=1, title=f"{name} with seed 1")
+    for name, seed in (("v4", 1), ("v4", 2), ("v10", 1)):
+        specs[f"{name}s{seed}"] = dict(specs[name], seed=seed, title=f"{name} with seed {seed}")
     return specs
 
 
