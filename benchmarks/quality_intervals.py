@@ -29,8 +29,10 @@ import numpy as np
 
 from deepfakedetect._metrics import roc_auc
 
+sys.path.insert(0, str(Path(__file__).parent))
+from quality_select import source_of  # a sibling script, not a package module
+
 SOURCES = ("lfw", "stylegan", "sd21", "ffpp_frames")
-PREFIXES = {"ffpp2_frames__": "ffpp_frames", "lfw__": "lfw", "stylegan__": "stylegan", "sd21__": "sd21"}
 
 
 def load(spec: str) -> dict[str, tuple[str, str, int, float]]:
@@ -42,9 +44,8 @@ def load(spec: str) -> dict[str, tuple[str, str, int, float]]:
     img = results[name]["scores"]["image"]
     items = {}
     for p, y, s in zip(img["source"], img["y"], img["fake_score"]):
-        base = Path(p).name
-        src = next((v for k, v in PREFIXES.items() if base.startswith(k)), None)
-        if src is None:
+        base, src = Path(p).name, source_of(p)
+        if src not in SOURCES:
             continue
         # An FF++ frame's cluster is its video: the name without the frame number.
         cluster = re.sub(r"_\d+\.jpg$", "", base) if src == "ffpp_frames" else base
